@@ -1,0 +1,134 @@
+"""The `mte` command line. Commands are thin: they parse options, call the library, and print."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from mte.cli_options import hparam_options
+from mte.errors import MteError
+from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+
+app = typer.Typer(
+    help="Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+DATA_DIR_OPTION = typer.Option(None, "--data-dir", envvar="MTE_DATA_DIR", show_envvar=True,
+                               help="Folder in the GLUE TSV layout (MRPC/train.tsv, ...); "
+                                    "without it, data comes from the Hugging Face hub.")
+STORE_OPTION = typer.Option(Path("mte-store"), "--out", envvar="MTE_STORE", show_envvar=True,
+                            help="Result store: finished work there is reused, never overwritten.")
+
+
+@app.callback()
+def _root() -> None:
+    """Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer."""
+
+
+def _quiet_environment() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@app.command()
+@hparam_options(DataHparams, ModelHparams, TrainHparams, MethodHparams)
+def run(
+    seed: int = typer.Option(0, "--seed", help="Seed: head initialisation, data order, dropout, masks."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+    store: Path = STORE_OPTION,
+    prior_mask: list[Path] | None = typer.Option(
+        None, "--prior-mask", help="active-lt: final mask file of an earlier seed (repeatable). Without it, "
+                                   "seeds 0..seed-1 of active-lt are run (or loaded) first."),
+    hparams: dict | None = None,
+) -> None:
+    """Run (or load) one seed of one method: IMP + ticket fine-tune, or a dense fine-tune."""
+    from mte.lottery import active_chain, run_seed
+    from mte.masks import Mask
+    from mte.store import Store
+
+    _quiet_environment()
+    assert hparams is not None
+    spec = RunSpec(hparams[DataHparams], hparams[ModelHparams], hparams[TrainHparams], hparams[MethodHparams],
+                   seed).validate()
+    st = Store(store)
+    with _progress() as progress:
+        bar = _FineTuneBars(progress)
+        if spec.method.method == "active-lt" and not prior_mask and seed > 0:
+            console.print(f"active-lt seed {seed} needs the final masks of seeds 0..{seed - 1}: "
+                          "running (or loading) them first")
+            result = active_chain(spec, st, range(seed + 1), data_dir, on_seed=bar.set_seed,
+                                  on_step=bar.step, on_fine_tune=bar.start)[-1]
+        else:
+            priors = [Mask.load(p) for p in prior_mask or []]
+            result = run_seed(spec, st, data_dir, priors, on_step=bar.step, on_fine_tune=bar.start)
+    _print_result(result, st)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+class _FineTuneBars:
+    """One progress bar per fine-tune, labelled with the round and sparsity."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.task, self.prefix = progress, None, ""
+
+    def set_seed(self, seed: int) -> None:
+        self.prefix = f"seed {seed}: "
+
+    def start(self, index: int, count: int, description: str) -> None:
+        self.task = self.progress.add_task(f"{self.prefix}{description}", total=None)
+
+    def step(self, done: int, total: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=done, total=total)
+
+
+def _print_result(result, store) -> None:
+    spec = result.spec
+    table = Table(title=f"{spec.data.task} · {spec.method.method} · seed {spec.seed} · model {spec.model.model} "
+                        f"· lr {spec.train.lr:g}")
+    metric_names = list(result.metrics)
+    for col in ["fine-tune", "sparsity", "τ", *metric_names, "wall s", ""]:
+        table.add_column(col, justify="right" if col not in ("fine-tune", "") else "left")
+    for i, r in enumerate(result.rounds):
+        last = i == len(result.rounds) - 1
+        name = ("ticket" if len(result.rounds) > 1 else spec.method.method) if last else f"round {i + 1}"
+        table.add_row(name, f"{r.sparsity:.1%}", f"{spec.method.tau:g}" if r.regularised else "-",
+                      *[f"{r.metrics[m]:.4f}" for m in metric_names], f"{r.wall_s:.1f}",
+                      "reused" if r.reused else "")
+    out.print(table)
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    out.print(f"dev: {metrics}  sparsity {result.mask.sparsity:.1%}  compute {result.wall_s:.1f}s  "
+              f"(this call {result.elapsed_s:.1f}s)")
+    out.print(f"stored: {store.path('runs', result.key)}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except MteError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted; finished work is kept in the store")
+        sys.exit(130)
+

@@ -1,0 +1,244 @@
+"""GLUE data: read a split (local GLUE TSV folder or the Hugging Face hub), tokenise it once, batch it.
+
+TSVs are read with a tab delimiter and no quote processing (sentences contain quotes); a byte-order mark
+is dropped. Labels become the hub's ids (strings in `TaskSpec.labels` order) or float scores (STS-B).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mte.errors import MteError
+from mte.tasks import TaskSpec
+
+DATA_DIR_ENV = "MTE_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class RawSplit:
+    """Texts and labels of one split; labels is None for unlabelled (test) splits."""
+
+    texts: tuple[tuple[str, ...], ...]  # one tuple per text column
+    labels: np.ndarray | None  # int64 class ids or float32 scores
+    source: str  # file path or hub name, for messages
+
+    def __len__(self) -> int:
+        return len(self.texts[0])
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    value = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise MteError(f"data directory {path} does not exist")
+    return path
+
+
+def split_file(task: TaskSpec, data_dir: Path, split: str) -> Path:
+    name = {"train": "train", "dev": task.dev_split, "test": task.test_split}[split]
+    return data_dir / task.folder / f"{name}.tsv"
+
+
+def read_tsv_split(task: TaskSpec, path: Path, split: str) -> RawSplit:
+    """Parse one GLUE TSV file; any malformed line is reported with its file and line number."""
+    if not path.is_file():
+        raise MteError(f"missing data file {path}")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise MteError(f"{path}: not UTF-8 text ({e.reason})") from None
+    labelled = split != "test"
+    header_present = task.has_header or split == "test"  # CoLA's test file has a header, train/dev none
+    start = 1 if header_present else 0
+    if header_present:
+        if not lines:
+            raise MteError(f"{path}: empty file (no header)")
+        header = lines[0].split("\t")
+
+        def col(ref: str | int) -> int:
+            if isinstance(ref, int):
+                return ref
+            if ref not in header:
+                raise MteError(f"{path}:1: header has no column {ref!r} (found: {', '.join(header)})")
+            return header.index(ref)
+
+        if split == "test" and not task.has_header:
+            text_cols = [header.index("sentence") if "sentence" in header else len(header) - 1]
+        else:
+            text_cols = [col(c) for c in task.tsv_text_columns]
+        label_col = col(task.tsv_label_column) if labelled else None
+    else:
+        text_cols = [int(c) for c in task.tsv_text_columns]
+        label_col = int(task.tsv_label_column)
+    need = max([*text_cols, label_col if label_col is not None else 0]) + 1
+    texts: list[list[str]] = [[] for _ in text_cols]
+    labels: list[float | int] = []
+    for lineno, line in enumerate(lines[start:], start=start + 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < need:
+            raise MteError(f"{path}:{lineno}: expected at least {need} tab-separated fields, found {len(fields)}")
+        for bucket, c in zip(texts, text_cols, strict=True):
+            bucket.append(fields[c])
+        if label_col is not None:
+            labels.append(parse_label(task, fields[label_col], f"{path}:{lineno}"))
+    if not texts[0]:
+        raise MteError(f"{path}: no examples in the {split} split")
+    label_array = None
+    if labelled:
+        label_array = np.asarray(labels, dtype=np.float32 if task.is_regression else np.int64)
+    return RawSplit(tuple(tuple(t) for t in texts), label_array, str(path))
+
+
+def parse_label(task: TaskSpec, value: str, where: str) -> float | int:
+    value = value.strip()
+    if task.labels is None:
+        try:
+            score = float(value)
+        except ValueError:
+            raise MteError(f"{where}: score {value!r} is not a number") from None
+        if not (0.0 <= score <= 5.0):
+            raise MteError(f"{where}: score {score} is outside the task's range [0, 5]")
+        return score
+    if value not in task.labels:
+        raise MteError(f"{where}: label {value!r} is not one of the task's labels {list(task.labels)}")
+    return task.labels.index(value)
+
+
+def load_hub_split(task: TaskSpec, split: str) -> RawSplit:
+    """The same split from the Hugging Face hub (`glue/<task>`); needs internet or a warm cache."""
+    import datasets
+
+    hub_split = {"train": "train", "dev": "validation", "test": "test"}[split]
+    if task.name == "mnli" and split != "train":
+        hub_split += "_matched"
+    try:
+        ds = datasets.load_dataset("nyu-mll/glue", task.hub_name, split=hub_split)
+    except Exception as e:  # network, missing cache: the hub client raises many types
+        raise MteError(f"could not load glue/{task.hub_name} [{hub_split}] from the Hugging Face hub "
+                       f"({type(e).__name__}); pass --data-dir or set {DATA_DIR_ENV}") from None
+    texts = tuple(tuple(ds[c]) for c in task.text_columns)
+    labels = None
+    if split != "test":
+        dtype = np.float32 if task.is_regression else np.int64
+        labels = np.asarray(ds["label"], dtype=dtype)
+    return RawSplit(texts, labels, f"hub:glue/{task.hub_name}/{hub_split}")
+
+
+def load_split(task: TaskSpec, data_dir: Path | None, split: str) -> RawSplit | None:
+    """A split, or None for a test split that the folder does not have."""
+    if data_dir is None:
+        return load_hub_split(task, split)
+    path = split_file(task, data_dir, split)
+    if split == "test" and not path.exists():
+        return None
+    return read_tsv_split(task, path, split)
+
+
+def data_fingerprint(task: TaskSpec, data_dir: Path | None) -> str:
+    """Identifies the data content, so results on different files never share a hash."""
+    if data_dir is None:
+        return f"hub:glue/{task.hub_name}"
+    h = hashlib.sha256()
+    for split in ("train", "dev", "test"):
+        path = split_file(task, data_dir, split)
+        if path.exists():
+            h.update(_file_sha256(str(path), path.stat().st_mtime_ns, path.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class TokenizedSplit:
+    """A split tokenised once: right-padded id matrices plus true lengths, sliced per batch."""
+
+    input_ids: torch.Tensor  # (n, max_len) int64
+    token_type_ids: torch.Tensor | None
+    lengths: torch.Tensor  # (n,) int64
+    labels: torch.Tensor | None  # (n,) int64 or float32
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def subset(self, index: np.ndarray) -> TokenizedSplit:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return TokenizedSplit(self.input_ids[idx], None if self.token_type_ids is None else self.token_type_ids[idx],
+                              self.lengths[idx], None if self.labels is None else self.labels[idx])
+
+    def batch(self, index: torch.Tensor, pad_id: int) -> dict[str, torch.Tensor]:
+        """Dynamic padding: cut the padded matrix to the longest example in the batch."""
+        lengths = self.lengths[index]
+        width = int(lengths.max())
+        ids = self.input_ids[index, :width]
+        out = {"input_ids": ids, "attention_mask": torch.arange(width) < lengths[:, None]}
+        if self.token_type_ids is not None:
+            out["token_type_ids"] = self.token_type_ids[index, :width]
+        return out
+
+
+def tokenize(raw: RawSplit, tokenizer, max_length: int) -> TokenizedSplit:
+    enc = tokenizer(*[list(t) for t in raw.texts], truncation=True, max_length=max_length)
+    ids = enc["input_ids"]
+    n, width = len(ids), max(len(x) for x in ids)
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = np.full((n, width), pad, dtype=np.int64)
+    types = np.zeros((n, width), dtype=np.int64) if "token_type_ids" in enc else None
+    for i, row in enumerate(ids):
+        input_ids[i, : len(row)] = row
+        if types is not None:
+            types[i, : len(row)] = enc["token_type_ids"][i]
+    labels = None if raw.labels is None else torch.from_numpy(raw.labels)
+    return TokenizedSplit(torch.from_numpy(input_ids), None if types is None else torch.from_numpy(types),
+                          torch.from_numpy(lengths), labels)
+
+
+def train_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
+                  group_by_length: bool) -> list[torch.Tensor]:
+    """One epoch's batches of indices, seeded by `generator`.
+
+    Grouping by length follows Hugging Face's LengthGroupedSampler (megabatches of 50 batches, sorted
+    inside) and then shuffles the batch order, so the learning-rate schedule sees no length trend.
+    """
+    perm = torch.randperm(len(lengths), generator=generator)
+    if not group_by_length:
+        return list(perm.split(batch_size))
+    mega = batch_size * 50
+    batches: list[torch.Tensor] = []
+    for chunk in perm.split(mega):
+        order = torch.argsort(lengths[chunk], descending=True, stable=True)
+        batches.extend(chunk[order].split(batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator)
+    return [batches[i] for i in shuffle]
+
+
+def eval_batches(lengths: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Evaluation batches sorted by length (order does not change outputs, only padding)."""
+    order = torch.argsort(lengths, stable=True)
+    yield from order.split(batch_size)
+
+
+def bagging_subset(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Seeded random subset of round(fraction·n) distinct training indices, in ascending order."""
+    rng = np.random.default_rng([seed, 0xBA6])
+    k = round(fraction * n)
+    return np.sort(rng.choice(n, size=k, replace=False))

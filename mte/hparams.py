@@ -1,0 +1,168 @@
+"""Hyperparameters, each declared once (default + help), and the hashes that name results.
+
+As in OpenLTH: a field's help text becomes its CLI flag's help, and a hash leaves fields at their default
+out, so adding a hyperparameter with a default does not rename results stored before it existed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mte.errors import MteError
+
+METHODS = ("baseline", "bagging", "base-lt", "active-lt", "random-lt")
+LOTTERY_METHODS = ("base-lt", "active-lt", "random-lt")
+REGULARISED_METHODS = ("active-lt", "random-lt")
+
+
+def hp(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class DataHparams:
+    task: str = hp("mrpc", "GLUE task: mrpc, sts-b, cola, sst-2, qnli, rte, qqp, mnli.")
+    max_length: int = hp(128, "Maximum tokens per example (pair), longer ones are truncated.")
+    train_limit: int | None = hp(None, "Use only the first N training examples (quick runs, tests).")
+    eval_limit: int | None = hp(None, "Use only the first N dev and test examples (quick runs, tests).")
+
+
+@dataclass(frozen=True)
+class ModelHparams:
+    model: str = hp("minilm", "Hugging Face model id or local path; 'minilm' is the bundled all-MiniLM-L6-v2.")
+    dropout: float = hp(0.1, "Dropout of hidden states, attention and the classifier.")
+
+
+@dataclass(frozen=True)
+class TrainHparams:
+    lr: float | None = hp(None, "Peak learning rate, decayed linearly to 0 within each fine-tune. "
+                                "Unset: the model's default (2e-5 as in the paper; minilm: see README).")
+    epochs: int = hp(3, "Epochs per fine-tune.")
+    batch_size: int = hp(32, "Training batch size.")
+    max_grad_norm: float = hp(1.0, "Gradient-norm clipping threshold.")
+    weight_decay: float = hp(0.0, "AdamW weight decay.")
+    group_by_length: bool = hp(True, "Batch examples of similar length together (seeded; much less padding).")
+
+
+@dataclass(frozen=True)
+class MethodHparams:
+    method: str = hp("baseline", "baseline, bagging, base-lt, active-lt or random-lt.")
+    bagging_fraction: float = hp(0.9, "Fraction of train each BAGGING member sees (drawn without replacement).")
+    sparsity: float = hp(0.3, "Fraction of prunable weights removed by the end of IMP.")
+    rounds: int = hp(3, "IMP rounds; each removes sparsity/rounds of the original prunable weights.")
+    tau: float = hp(1e-4, "L1 coefficient τ of the masking regulariser (active-lt, random-lt), "
+                          "decayed like the learning rate.")
+
+    def relevant_fields(self) -> tuple[str, ...]:
+        """The fields that change this method's result (BASELINE does not depend on τ)."""
+        by_method = {"baseline": (), "bagging": ("bagging_fraction",), "base-lt": ("sparsity", "rounds")}
+        return ("method", *by_method.get(self.method, ("sparsity", "rounds", "tau")))
+
+
+HPARAM_GROUPS = (DataHparams, ModelHparams, TrainHparams, MethodHparams)
+
+
+def non_default(obj: Any, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Fields that differ from their default (all fields named in `only` that differ)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        if only is not None and f.name not in only:
+            continue
+        value = getattr(obj, f.name)
+        if value != f.default:
+            out[f.name] = value
+    return out
+
+
+def digest(payload: Any, n: int = 16) -> str:
+    """Stable short hash of JSON-able data."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one seed's result. `lr` must be resolved (see `models.resolve_lr`)."""
+
+    data: DataHparams
+    model: ModelHparams
+    train: TrainHparams
+    method: MethodHparams
+    seed: int
+
+    def validate(self) -> RunSpec:
+        from mte.tasks import get_task
+
+        get_task(self.data.task)
+        m = self.method
+        if m.method not in METHODS:
+            raise MteError(f"unknown method {m.method!r}; choose one of: {', '.join(METHODS)}")
+        if not (0.0 <= m.sparsity < 1.0) or math.isnan(m.sparsity):
+            raise MteError(f"sparsity must be in [0, 1), got {m.sparsity}")
+        if m.tau < 0 or math.isnan(m.tau):
+            raise MteError(f"tau must be >= 0, got {m.tau}")
+        if m.rounds < 1:
+            raise MteError(f"rounds must be >= 1, got {m.rounds}")
+        if not (0.0 < m.bagging_fraction <= 1.0):
+            raise MteError(f"bagging fraction must be in (0, 1], got {m.bagging_fraction}")
+        if self.seed < 0:
+            raise MteError(f"seed must be >= 0, got {self.seed}")
+        t = self.train
+        if t.lr is not None and not t.lr > 0:
+            raise MteError(f"learning rate must be > 0, got {t.lr}")
+        if t.epochs < 1 or t.batch_size < 1:
+            raise MteError("epochs and batch size must be >= 1")
+        for name in ("train_limit", "eval_limit"):
+            v = getattr(self.data, name)
+            if v is not None and v < 1:
+                raise MteError(f"{name.replace('_', '-')} must be >= 1, got {v}")
+        return self
+
+    def common_key_payload(self) -> dict[str, Any]:
+        """Hyperparameters every fine-tune of this seed shares (method-independent)."""
+        if self.train.lr is None:
+            raise ValueError("resolve the learning rate before hashing")
+        return {
+            "data": non_default(self.data),
+            "model": non_default(self.model),
+            "train": non_default(self.train) | {"lr": self.train.lr},
+            "seed": self.seed,
+        }
+
+    def key_payload(self) -> dict[str, Any]:
+        return self.common_key_payload() | {
+            "method": non_default(self.method, self.method.relevant_fields()) | {"method": self.method.method}
+        }
+
+    def key(self, extra: Any = None) -> str:
+        """Hash naming this seed's result; `extra` carries inputs outside the spec (active-lt's prior masks)."""
+        payload = self.key_payload()
+        if extra is not None:
+            payload["extra"] = extra
+        return digest(payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": dataclasses.asdict(self.data),
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "method": dataclasses.asdict(self.method),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        return cls(DataHparams(**d["data"]), ModelHparams(**d["model"]), TrainHparams(**d["train"]),
+                   MethodHparams(**d["method"]), int(d["seed"]))
+
+    def flat(self) -> dict[str, Any]:
+        """One-level dict (e.g. for tracking params)."""
+        out: dict[str, Any] = {"seed": self.seed}
+        for group in (self.data, self.model, self.train, self.method):
+            out |= dataclasses.asdict(group)
+        return out

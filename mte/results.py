@@ -1,0 +1,96 @@
+"""What one seed produces, and its on-disk form (JSON + .npy + mask; no pickle).
+
+Folder schema of a seed result (`runs/<key>/`):
+- `result.json`: key, spec (all hyperparameters), metrics, per-fine-tune records, wall time;
+- `mask.safetensors`: the final mask (see `mte.masks`; all ones for dense methods);
+- `dev_logits.npy` (n_dev, k) float32, `dev_labels.npy` (n_dev,), `test_logits.npy` if the task has a test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mte.hparams import RunSpec
+from mte.masks import Mask
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save must not append ".npy" to temporary names
+        np.save(f, array, allow_pickle=False)
+
+
+def load_array(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+@dataclass
+class FineTuneRecord:
+    """One fine-tune of a seed: the mask it trained under, whether τ was on, its metrics and cost."""
+
+    key: str
+    sparsity: float
+    regularised: bool
+    epochs: list[dict[str, float]]
+    steps: int
+    wall_s: float
+    reused: bool = False  # loaded from the store rather than computed in this call
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {k: v for k, v in self.epochs[-1].items() if k != "epoch"}
+
+
+@dataclass
+class SeedResult:
+    key: str
+    spec: RunSpec
+    mask: Mask
+    dev_logits: np.ndarray
+    dev_labels: np.ndarray
+    test_logits: np.ndarray | None
+    rounds: list[FineTuneRecord]
+    data_fingerprint: str
+    prior_masks: list[str] = field(default_factory=list)  # digests of active-lt's earlier masks
+    elapsed_s: float = 0.0  # time of the call that produced or loaded this result
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.rounds[-1].metrics
+
+    @property
+    def wall_s(self) -> float:
+        """Compute time of all fine-tunes, including ones reused from other methods' runs."""
+        return sum(r.wall_s for r in self.rounds)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "spec": self.spec.to_dict(), "metrics": self.metrics,
+            "sparsity": self.mask.sparsity, "rounds": [dataclasses.asdict(r) for r in self.rounds],
+            "wall_s": self.wall_s, "data_fingerprint": self.data_fingerprint, "prior_masks": self.prior_masks,
+        }
+
+    def save(self, folder: Path) -> None:
+        (folder / "result.json").write_text(json.dumps(self.summary(), indent=2))
+        self.mask.save(folder / "mask.safetensors")
+        save_array(folder / "dev_logits.npy", self.dev_logits)
+        save_array(folder / "dev_labels.npy", self.dev_labels)
+        if self.test_logits is not None:
+            save_array(folder / "test_logits.npy", self.test_logits)
+
+    @classmethod
+    def load(cls, folder: Path) -> SeedResult:
+        meta = json.loads((folder / "result.json").read_text())
+        test = folder / "test_logits.npy"
+        return cls(
+            key=meta["key"], spec=RunSpec.from_dict(meta["spec"]), mask=Mask.load(folder / "mask.safetensors"),
+            dev_logits=load_array(folder / "dev_logits.npy"), dev_labels=load_array(folder / "dev_labels.npy"),
+            test_logits=load_array(test) if test.exists() else None,
+            rounds=[FineTuneRecord(**r) for r in meta["rounds"]], data_fingerprint=meta["data_fingerprint"],
+            prior_masks=meta.get("prior_masks", []),
+        )
