@@ -103,6 +103,7 @@ def run_seed(
     with store.lock("runs", key):
         if store.has("runs", key):
             result = SeedResult.load(store.path("runs", key))
+            result.loaded = True
             result.elapsed_s = time.perf_counter() - start
             return result
         ws = open_workspace(spec, data_dir)

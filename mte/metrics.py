@@ -19,9 +19,13 @@ def accuracy(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def f1(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Binary F1 of the positive class (1); 0 where there are no positive predictions or labels."""
     p, y = pred == 1, labels == 1
-    tp = (p & y).sum(-1)
-    denom = p.sum(-1) + y.sum(-1)
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    return f1_from_counts((p & y).sum(-1), p.sum(-1), y.sum(-1))
+
+
+def f1_from_counts(tp: np.ndarray, pred_pos: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """F1 from true positives, predicted positives and actual positives (also weighted counts: bootstrap)."""
+    denom = np.asarray(pred_pos + pos, dtype=float)
+    return np.divide(2 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
 
 
 def matthews(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -31,6 +35,11 @@ def matthews(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
     tn = (~p & ~y).sum(-1).astype(float)
     fp = (p & ~y).sum(-1).astype(float)
     fn = (~p & y).sum(-1).astype(float)
+    return matthews_from_counts(tp, tn, fp, fn)
+
+
+def matthews_from_counts(tp: np.ndarray, tn: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Matthews correlation from confusion counts (float; also weighted counts: bootstrap)."""
     denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     return np.where(denom > 0, (tp * tn - fp * fn) / np.where(denom > 0, denom, 1), 0.0)
 

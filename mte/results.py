@@ -58,6 +58,7 @@ class SeedResult:
     data_fingerprint: str
     prior_masks: list[str] = field(default_factory=list)  # digests of active-lt's earlier masks
     elapsed_s: float = 0.0  # time of the call that produced or loaded this result
+    loaded: bool = False  # True when this call found the whole result in the store
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -44,6 +44,7 @@ class FineTuneResult:
     epochs: list[dict[str, float]] = field(default_factory=list)  # dev metrics + train loss per epoch
     steps: int = 0
     wall_s: float = 0.0
+    lr_trace: list[float] = field(default_factory=list)  # learning rate used at each step
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -57,6 +58,51 @@ def linear_decay(step: int, total: int) -> float:
 
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+class MaskedAdamW:
+    """AdamW whose step adds the L1 subgradient, keeps pruned weights (and their moments) at zero, and clips."""
+
+    def __init__(self, net: nn.Module, hp: TrainHparams, mask: Mask | None = None, reg: Regulariser | None = None,
+                 device: torch.device | None = None):
+        device = device or next(net.parameters()).device
+        params = dict(net.named_parameters())
+        self.params = list(net.parameters())
+        self.lr, self.max_grad_norm = hp.lr, hp.max_grad_norm
+        names = sorted(mask) if mask is not None else []
+        self.masked = [params[n] for n in names]
+        self.keep = [mask[n].to(device, torch.float32) for n in names] if mask is not None else []
+        reg_names = sorted(reg.coefficients) if reg is not None and reg.tau > 0 else []
+        self.tau = reg.tau if reg_names else 0.0
+        self.reg_params = [params[n] for n in reg_names]
+        self.reg_coef = [reg.coefficients[n].to(device, torch.float32) for n in reg_names] if reg_names else []
+        self.optimizer = torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay,
+                                           fused=device.type in ("cpu", "cuda"))
+        self.apply_mask()
+
+    @torch.no_grad()
+    def apply_mask(self) -> None:
+        if self.keep:
+            torch._foreach_mul_(self.masked, self.keep)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=False)
+
+    def step(self, factor: float) -> float:
+        """One update after `loss.backward()`, with lr and τ scaled by `factor`; returns the lr used."""
+        if self.reg_params:
+            signs = torch._foreach_sign(self.reg_params)
+            torch._foreach_mul_(signs, self.reg_coef)
+            torch._foreach_add_([p.grad for p in self.reg_params], signs, alpha=self.tau * factor)
+        if self.keep:
+            torch._foreach_mul_([p.grad for p in self.masked], self.keep)
+        torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
+        lr = self.lr * factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.apply_mask()
+        return lr
 
 
 def fine_tune(
@@ -73,27 +119,14 @@ def fine_tune(
     on_step: StepCallback | None = None,
     device: torch.device | None = None,
 ) -> FineTuneResult:
-    """Fine-tune `net` in place from its current weights; returns dev (and test) logits per the final model."""
+    """Fine-tune `net` in place from its current weights; dev (and test) logits are the final model's."""
     assert hp.lr is not None, "resolve the learning rate first"
     device = device or default_device()
     net.to(device)
     start = time.perf_counter()
     torch.manual_seed(seed)  # dropout
     order = torch.Generator().manual_seed(seed)  # data order
-
-    params = dict(net.named_parameters())
-    masked = sorted(mask) if mask is not None else []
-    keep = [mask[n].to(device, torch.float32) for n in masked] if mask is not None else []
-    masked_params = [params[n] for n in masked]
-    if keep:
-        with torch.no_grad():
-            torch._foreach_mul_(masked_params, keep)
-    reg_names = sorted(reg.coefficients) if reg is not None and reg.tau > 0 else []
-    reg_params = [params[n] for n in reg_names]
-    reg_coef = [reg.coefficients[n].to(device, torch.float32) for n in reg_names] if reg_names else []
-
-    optimizer = torch.optim.AdamW(net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay,
-                                  fused=device.type in ("cpu", "cuda"))
+    update = MaskedAdamW(net, hp, mask, reg, device)
     steps_per_epoch = -(-len(train) // hp.batch_size)
     total = steps_per_epoch * hp.epochs
     result = FineTuneResult(dev_logits=np.empty(0), test_logits=None)
@@ -102,33 +135,18 @@ def fine_tune(
         net.train()
         loss_sum = torch.zeros((), device=device)
         for index in train_batches(train.lengths, hp.batch_size, order, hp.group_by_length):
-            factor = linear_decay(step, total)
-            for group in optimizer.param_groups:
-                group["lr"] = hp.lr * factor
             batch = {k: v.to(device, non_blocking=True) for k, v in train.batch(index, pad_id).items()}
-            logits = net(**batch).logits
-            loss = _loss(task, logits, train.labels[index].to(device))
-            optimizer.zero_grad(set_to_none=False)
+            loss = _loss(task, net(**batch).logits, train.labels[index].to(device))
+            update.zero_grad()
             loss.backward()
-            if reg_names:
-                signs = torch._foreach_sign(reg_params)
-                torch._foreach_mul_(signs, reg_coef)
-                torch._foreach_add_([p.grad for p in reg_params], signs, alpha=reg.tau * factor)
-            if keep:
-                torch._foreach_mul_([p.grad for p in masked_params], keep)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), hp.max_grad_norm, foreach=True)
-            optimizer.step()
-            if keep:
-                with torch.no_grad():
-                    torch._foreach_mul_(masked_params, keep)
+            result.lr_trace.append(update.step(linear_decay(step, total)))
             loss_sum += loss.detach()
             step += 1
             if on_step is not None:
                 on_step(step, total)
-        dev_logits = predict(net, dev, pad_id, device)
-        metrics = task_metrics(task, dev_logits, dev.labels.numpy())
+        result.dev_logits = predict(net, dev, pad_id, device)
+        metrics = task_metrics(task, result.dev_logits, dev.labels.numpy())
         result.epochs.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch, **metrics})
-        result.dev_logits = dev_logits
     result.test_logits = predict(net, test, pad_id, device) if test is not None else None
     result.steps = step
     result.wall_s = time.perf_counter() - start

@@ -1,0 +1,5 @@
+"""`python -m mte` is the `mte` command."""
+
+from mte.cli import main
+
+main()

@@ -1,0 +1,108 @@
+"""The report end to end on small synthetic sweeps: files, partial sweeps, regression, SeedResult input."""
+
+import base64
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mte.analysis import Member, ResultSet, build_report
+from mte.errors import MteError
+from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.masks import Mask
+from mte.results import SeedResult
+from mte.tasks import get_task
+
+MRPC, STSB = get_task("mrpc"), get_task("sts-b")
+
+
+def synthetic(task, methods, seeds, n=50, mask_size=200, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.normal(size=n) if task.is_regression else rng.integers(0, 2, n)
+    members = []
+    for method in methods:
+        for s in seeds:
+            if task.is_regression:
+                logits = (labels + rng.normal(size=n))[:, None]
+            else:
+                z = np.where(labels == 1, 1.0, -1.0) + rng.normal(size=n)
+                logits = np.stack([-z, z], 1)
+            mask = rng.random(mask_size) < 0.7 if method.endswith("-lt") else None
+            members.append(Member(method, s, logits.astype(np.float32), mask))
+    return ResultSet.from_members(task, labels, members)
+
+
+def test_full_report_writes_every_file(tmp_path):
+    rs = synthetic(MRPC, ["baseline", "bagging", "base-lt", "active-lt", "random-lt"], range(6))
+    r = build_report(rs, tmp_path / "out", sizes=(2, 3), resamples=100, expected_seeds=range(6))
+    assert all(p.exists() and p.stat().st_size > 0 for p in r.paths)
+    assert set(r.csvs) >= {"table1_ensembles", "table2_diversity", "mask_overlap", "curves", "missing",
+                           "mask_iou_base-lt", "mask_iou_active-lt", "mask_iou_random-lt"}
+    assert set(r.figures) == {"gain_vs_members", "mask_iou"}
+    t1 = pd.read_csv(r.csvs["table1_ensembles"])
+    assert {"accuracy_p_vs_baseline", "f1_p_vs_base_lt", "accuracy_gain_ci_low", "f1_mark"} <= set(t1.columns)
+    assert list(t1.method) == ["baseline", "bagging", "base-lt", "active-lt", "random-lt"]
+    assert pd.read_csv(r.csvs["missing"]).empty
+    html = r.html.read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert base64.b64decode(html.split("base64,")[1].split("'")[0])[:4] == b"\x89PNG"
+    md = r.markdown.read_text()
+    assert "Table 1" in md and "Table 2" in md and "fig3_gain_vs_members.png" in md and "1.8e308" not in md
+    assert set(pd.read_csv(r.csvs["curves"]).members) == {1, 2, 3}
+    assert r.tables["table1_ensembles"] is r.analysis.table1
+
+
+def test_partial_sweep_lists_missing_and_explains_short_methods(tmp_path):
+    full = synthetic(MRPC, ["baseline"], range(8))
+    short = synthetic(MRPC, ["random-lt"], [0, 2, 5])
+    rs = ResultSet(MRPC, full.labels, full.members | short.members)
+    r = build_report(rs, tmp_path, sizes=(2, 3), resamples=50, expected_seeds=range(8),
+                     expected_methods=["baseline", "base-lt", "random-lt"])
+    missing = set(map(tuple, pd.read_csv(r.csvs["missing"]).to_numpy().tolist()))
+    assert missing == {("base-lt", s) for s in range(8)} | {("random-lt", s) for s in (1, 3, 4, 6, 7)}
+    md = r.markdown.read_text()
+    assert "RANDOM-LT: seed(s) 1, 3–4, 6–7" in md and "BASE-LT: seed(s) 0–7" in md
+    assert "random-lt has 3 seed(s)" in md and "BASE-LT has no results" in md
+
+
+def test_regression_report_has_no_diversity_table(tmp_path):
+    rs = synthetic(STSB, ["baseline", "base-lt"], range(4))
+    r = build_report(rs, tmp_path, sizes=(2,), resamples=50, headline="spearman")
+    assert "table2_diversity" not in r.csvs and "Table 2" not in r.markdown.read_text()
+    assert any("regression" in n for n in r.analysis.notes)
+    t1 = r.analysis.table1.set_index("method")
+    assert np.isfinite(t1.loc["base-lt", "spearman_gain_ci_low"])
+
+
+def test_bad_options_are_user_errors(tmp_path):
+    rs = synthetic(MRPC, ["baseline"], range(4))
+    with pytest.raises(MteError, match="no metric 'pearson'"):
+        build_report(rs, tmp_path, headline="pearson")
+    with pytest.raises(MteError, match="groups"):
+        build_report(rs, tmp_path, groups=0)
+
+
+def seed_result(method, seed, logits, labels, task="mrpc"):
+    spec = RunSpec(DataHparams(task=task), ModelHparams(), TrainHparams(lr=1e-4), MethodHparams(method=method), seed)
+    g = torch.Generator().manual_seed(seed)
+    mask = Mask({"w": torch.rand(4, 8, generator=g) < 0.7, "b": torch.rand(8, generator=g) < 0.7})
+    return SeedResult(f"{method}{seed}", spec, mask, logits, labels, None, [], "fp")
+
+
+def test_from_seed_results():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 20)
+    results = [seed_result(m, s, rng.normal(size=(20, 2)).astype(np.float32), labels)
+               for m in ("baseline", "base-lt") for s in (1, 0)]
+    rs = ResultSet.from_seed_results(results)
+    assert rs.task is MRPC and rs.methods == ["baseline", "base-lt"] and rs.seeds("base-lt") == [0, 1]
+    assert all(m.mask is None for m in rs.members["baseline"])
+    lt = rs.members["base-lt"][0]
+    np.testing.assert_array_equal(lt.mask, results[3].mask.flat())
+    other = labels.copy()
+    other[0] ^= 1
+    with pytest.raises(MteError, match="other dev examples"):
+        ResultSet.from_seed_results([*results, seed_result("bagging", 0, results[0].dev_logits, other)])
+    with pytest.raises(MteError, match="several tasks"):
+        ResultSet.from_seed_results([*results, seed_result("bagging", 0, results[0].dev_logits, labels, "rte")])

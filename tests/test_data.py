@@ -1,0 +1,79 @@
+"""GLUE TSV reading, tokenised batching, bagging subsets."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_GLUE
+
+from mte.data import bagging_subset, read_tsv_split, train_batches
+from mte.errors import MteError
+from mte.tasks import get_task
+
+MRPC = get_task("mrpc")
+
+
+@pytest.mark.skipif(not (SHARED_GLUE / "MRPC").exists(), reason="real GLUE data not beside the repo")
+def test_real_mrpc_counts_bom_and_quotes():
+    train = read_tsv_split(MRPC, SHARED_GLUE / "MRPC" / "train.tsv", "train")
+    dev = read_tsv_split(MRPC, SHARED_GLUE / "MRPC" / "dev.tsv", "dev")
+    test = read_tsv_split(MRPC, SHARED_GLUE / "MRPC" / "test.tsv", "test")
+    assert (len(train), len(dev), len(test)) == (3668, 408, 1725)
+    assert test.labels is None
+    assert dev.labels.mean() == pytest.approx(0.684, abs=0.001)
+    assert train.texts[0][0].startswith("Amrozi accused his brother")
+    assert any('"' in s for s in train.texts[0])  # quotes kept verbatim (no quote processing)
+
+
+def test_generated_folder_reads(generated_glue):
+    train = read_tsv_split(MRPC, generated_glue / "MRPC" / "train.tsv", "train")
+    assert len(train) == 96 and set(np.unique(train.labels)) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tonly one sentence\n", r"train\.tsv:2: expected"),
+        ("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n", "no examples"),
+        ("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\ta\tb\n7\t1\t2\ta\tb\n", r"train\.tsv:3: label '7'"),
+        ("Label\tA\tB\n1\ta\tb\n", "no column '#1 String'"),
+    ],
+)
+def test_malformed_tsv_names_file_and_line(tmp_path, content, message):
+    path = tmp_path / "train.tsv"
+    path.write_text(content)
+    with pytest.raises(MteError, match=message):
+        read_tsv_split(MRPC, path, "train")
+
+
+def test_stsb_scores_are_floats_and_range_checked(tmp_path):
+    stsb = get_task("stsb")
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    path = tmp_path / "dev.tsv"
+    path.write_text(head + "0\tg\tf\ty\t0\ts\ts\ta b\tc d\t3.8\n")
+    split = read_tsv_split(stsb, path, "dev")
+    assert split.labels.dtype == np.float32 and split.labels[0] == pytest.approx(3.8)
+    path.write_text(head + "0\tg\tf\ty\t0\ts\ts\ta b\tc d\t7.5\n")
+    with pytest.raises(MteError, match="outside"):
+        read_tsv_split(stsb, path, "dev")
+
+
+def test_unknown_task_is_a_clear_error():
+    with pytest.raises(MteError, match="unknown task 'mrcp'"):
+        get_task("mrcp")
+
+
+def test_bagging_subset_is_90_percent_distinct_and_seeded():
+    a = bagging_subset(3668, 0.9, seed=3)
+    assert len(a) == round(0.9 * 3668) and len(np.unique(a)) == len(a)
+    assert np.array_equal(a, bagging_subset(3668, 0.9, seed=3))
+    assert not np.array_equal(a, bagging_subset(3668, 0.9, seed=4))
+
+
+def test_length_grouped_batches_cover_every_example_once():
+    lengths = torch.randint(5, 120, (1000,))
+    batches = train_batches(lengths, 32, torch.Generator().manual_seed(0), group_by_length=True)
+    seen = torch.cat(batches)
+    assert sorted(seen.tolist()) == list(range(1000))
+    padded = sum(len(b) * int(lengths[b].max()) for b in batches)
+    plain = train_batches(lengths, 32, torch.Generator().manual_seed(0), group_by_length=False)
+    assert padded < 0.8 * sum(len(b) * int(lengths[b].max()) for b in plain)

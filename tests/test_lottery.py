@@ -1,0 +1,84 @@
+"""IMP end to end on the real MiniLM and a few dozen MRPC pairs: rounds, sharing, resuming, ACTIVE-LT."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mte.errors import MteError
+from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.lottery import active_chain, run_seed
+from mte.masks import Mask, iou
+from mte.store import Store
+
+SPEC = RunSpec(DataHparams(train_limit=32, eval_limit=24, max_length=64), ModelHparams(),
+               TrainHparams(epochs=1, batch_size=16), MethodHparams(), seed=0)
+
+
+def spec(method, seed=0, **kw):
+    return dataclasses.replace(SPEC, method=MethodHparams(method, **kw), seed=seed)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return Store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="module")
+def base_lt(store, glue_dir):
+    return run_seed(spec("base-lt"), store, glue_dir)
+
+
+@pytest.fixture(scope="module")
+def random_lt(store, glue_dir):
+    return run_seed(spec("random-lt", tau=1e-2), store, glue_dir)
+
+
+def test_base_lt_prunes_exact_fractions_in_three_rounds(base_lt):
+    total = base_lt.mask.total
+    assert [r.sparsity for r in base_lt.rounds] == pytest.approx([0, 0.1, 0.2, 0.3], abs=1 / total)
+    assert total - base_lt.mask.kept == round(0.3 * total)
+    assert not any(r.regularised for r in base_lt.rounds)
+    assert base_lt.dev_logits.shape == (24, 2) and base_lt.test_logits is not None
+    assert set(base_lt.metrics) >= {"accuracy", "f1"}
+
+
+def test_random_lt_regularises_pruning_rounds_only_and_finds_another_ticket(base_lt, random_lt):
+    assert [r.regularised for r in random_lt.rounds] == [True, True, True, False]
+    assert random_lt.mask.sparsity == pytest.approx(0.3, abs=1e-6)
+    assert iou(base_lt.mask, random_lt.mask) < 1.0
+
+
+def test_baseline_reuses_base_lt_round_zero(store, glue_dir, base_lt):
+    baseline = run_seed(spec("baseline"), store, glue_dir)
+    assert baseline.rounds[0].reused and baseline.rounds[0].key == base_lt.rounds[0].key
+    assert baseline.mask.sparsity == 0.0
+
+
+def test_rerun_loads_instead_of_training(store, glue_dir, base_lt):
+    again = run_seed(spec("base-lt"), store, glue_dir)
+    assert again.key == base_lt.key
+    assert np.array_equal(again.dev_logits, base_lt.dev_logits)
+    assert again.mask.digest() == base_lt.mask.digest()
+    assert again.elapsed_s < 5
+
+
+def test_active_lt_first_seed_is_base_lt_and_later_seeds_use_priors(store, glue_dir, base_lt):
+    first, second = active_chain(spec("active-lt", tau=1e-2), store, [0, 1], glue_dir)
+    assert first.mask.digest() == base_lt.mask.digest()  # no earlier masks: plain IMP, shared work
+    assert all(r.reused for r in first.rounds)
+    assert second.prior_masks == [first.mask.digest()]
+    assert [r.regularised for r in second.rounds] == [True, True, True, False]
+
+
+def test_active_lt_refuses_mask_of_another_model(store, glue_dir):
+    foreign = Mask({"encoder.layer.0.weight": torch.ones(4, 4, dtype=torch.bool)}, model="other")
+    with pytest.raises(MteError, match="prior mask does not fit"):
+        run_seed(spec("active-lt", seed=1), store, glue_dir, prior_masks=[foreign])
+
+
+def test_bagging_trains_on_a_subset(store, glue_dir):
+    bag = run_seed(spec("bagging"), store, glue_dir)
+    assert bag.rounds[0].steps == 2  # round(0.9 · 32) = 29 examples at batch 16
+    assert not bag.rounds[0].reused
