@@ -237,6 +237,16 @@ def eval_batches(lengths: torch.Tensor, batch_size: int) -> Iterator[torch.Tenso
     yield from order.split(batch_size)
 
 
+HOLDOUT_SEED = 0x401D  # one split for every run seed: all τ samples and seeds see the same held-out set
+
+
+def holdout_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, held-out indices): a seeded random `fraction` of n held out, both ascending, disjoint."""
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    held = np.sort(rng.choice(n, size=max(1, round(fraction * n)), replace=False))
+    return np.setdiff1d(np.arange(n), held), held
+
+
 def bagging_subset(n: int, fraction: float, seed: int) -> np.ndarray:
     """Seeded random subset of round(fraction·n) distinct training indices, in ascending order."""
     rng = np.random.default_rng([seed, 0xBA6])

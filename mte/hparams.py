@@ -30,6 +30,8 @@ class DataHparams:
     max_length: int = hp(128, "Maximum tokens per example (pair), longer ones are truncated.")
     train_limit: int | None = hp(None, "Use only the first N training examples (quick runs, tests).")
     eval_limit: int | None = hp(None, "Use only the first N dev and test examples (quick runs, tests).")
+    holdout: float = hp(0.0, "Evaluate on this seeded fraction held out of train instead of dev (for tuning τ "
+                             "without touching dev); the rest of train is trained on.")
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class RunSpec:
             raise MteError(f"learning rate must be > 0, got {t.lr}")
         if t.epochs < 1 or t.batch_size < 1:
             raise MteError("epochs and batch size must be >= 1")
+        if not (0.0 <= self.data.holdout < 1.0):
+            raise MteError(f"holdout must be in [0, 1), got {self.data.holdout}")
         for name in ("train_limit", "eval_limit"):
             v = getattr(self.data, name)
             if v is not None and v < 1:

@@ -9,14 +9,14 @@ of BASE-LT seed s, and ACTIVE-LT's first seed *is* BASE-LT's. A finished seed is
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from mte import data as data_mod
@@ -69,6 +69,9 @@ def load_data(spec: RunSpec, data_dir: Path | None) -> tuple[data_mod.TokenizedS
             tok = tok.subset(np.arange(limit))
         splits.append(tok)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if spec.data.holdout > 0:  # tuning: held-out train examples stand in for dev; dev and test stay unseen
+        keep, held = data_mod.holdout_split(len(splits[0]), spec.data.holdout)
+        splits = [splits[0].subset(keep), splits[0].subset(held), None]
     return (*splits, pad)
 
 
@@ -81,6 +84,16 @@ def open_workspace(spec: RunSpec, data_dir: Path | None) -> Workspace:
     return Workspace(task, train, dev, test, pad_id, net, Initial.capture(net), prunable_parameters(net))
 
 
+@dataclass
+class RoundEvent:
+    """One finished (or reused) fine-tune of a seed, as `seed_rounds` yields it."""
+
+    index: int  # 0-based; the last one is the ticket (or the only fine-tune of a dense method)
+    count: int
+    record: FineTuneRecord
+    dev_logits: np.ndarray | None  # None only where an old result no longer has it
+
+
 def run_seed(
     spec: RunSpec,
     store: Store,
@@ -90,6 +103,26 @@ def run_seed(
     on_fine_tune: FineTuneCallback | None = None,
 ) -> SeedResult:
     """Train (or load) one seed of `spec.method`; ACTIVE-LT takes the earlier seeds' final masks."""
+    rounds = seed_rounds(spec, store, data_dir, prior_masks, on_step, on_fine_tune)
+    while True:
+        try:
+            next(rounds)
+        except StopIteration as done:
+            return done.value
+
+
+def seed_rounds(
+    spec: RunSpec,
+    store: Store,
+    data_dir: str | Path | None = None,
+    prior_masks: Sequence[Mask] = (),
+    on_step: StepCallback | None = None,
+    on_fine_tune: FineTuneCallback | None = None,
+) -> Generator[RoundEvent, None, SeedResult]:
+    """`run_seed`, one fine-tune at a time: yields after each, returns the SeedResult.
+
+    Lets a caller interleave several seeds round by round (τ tuning reports after every IMP round).
+    """
     start = time.perf_counter()
     spec = prepare_spec(spec)
     data_dir = data_mod.resolve_data_dir(data_dir)
@@ -103,6 +136,10 @@ def run_seed(
     with store.lock("runs", key):
         if store.has("runs", key):
             result = SeedResult.load(store.path("runs", key))
+            for i, record in enumerate(result.rounds):
+                last = i == len(result.rounds) - 1
+                logits = result.dev_logits if last else _stored_dev_logits(store, record.key)
+                yield RoundEvent(i, len(result.rounds), record, logits)
             result.loaded = True
             result.elapsed_s = time.perf_counter() - start
             return result
@@ -120,12 +157,14 @@ def run_seed(
             for r, target in enumerate(targets):
                 if on_fine_tune:
                     on_fine_tune(r, count, f"round {r + 1}/{spec.method.rounds} ({mask.sparsity:.0%} pruned)")
-                record, _, mask = runner.fine_tune(mask, reg_id, reg, prune_to=target)
+                record, logits, mask = runner.fine_tune(mask, reg_id, reg, prune_to=target)
                 rounds.append(record)
+                yield RoundEvent(r, count, record, logits["dev"])
             if on_fine_tune:
                 on_fine_tune(count - 1, count, f"ticket ({mask.sparsity:.0%} pruned)")
             record, logits, _ = runner.fine_tune(mask, None, None)
         else:
+            count = 1
             if on_fine_tune:
                 on_fine_tune(0, 1, method)
             subset = {"bagging": spec.method.bagging_fraction} if method == "bagging" else None
@@ -133,12 +172,18 @@ def run_seed(
             record, logits, _ = runner.fine_tune(mask, None, None, subset=subset,
                                                  prune_to=None if subset else targets[0])
         rounds.append(record)
+        yield RoundEvent(count - 1, count, record, logits["dev"])
         result = SeedResult(key=key, spec=spec, mask=mask, dev_logits=logits["dev"],
                             dev_labels=ws.dev.labels.numpy(), test_logits=logits.get("test"), rounds=rounds,
                             data_fingerprint=fingerprint, prior_masks=priors)
         store.write("runs", key, result.save)
         result.elapsed_s = time.perf_counter() - start
         return result
+
+
+def _stored_dev_logits(store: Store, finetune_key: str) -> np.ndarray | None:
+    path = store.path("finetunes", finetune_key) / "dev_logits.npy"
+    return load_array(path) if path.exists() else None
 
 
 def _regulariser(spec: RunSpec, ws: Workspace, prior_masks: Sequence[Mask],
@@ -191,8 +236,6 @@ class _SeedRunner:
 
     @staticmethod
     def _load(folder: Path, pruned_name: str | None, mask: Mask) -> tuple[FineTuneRecord, dict, Mask]:
-        import json
-
         record = FineTuneRecord(**(json.loads((folder / "finetune.json").read_text()) | {"reused": True}))
         logits = {s: load_array(folder / f"{s}_logits.npy") for s in ("dev", "test")
                   if (folder / f"{s}_logits.npy").exists()}
@@ -200,8 +243,6 @@ class _SeedRunner:
 
 
 def _json(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, indent=2)
 
 
@@ -216,6 +257,3 @@ def active_chain(spec: RunSpec, store: Store, seeds: Sequence[int], data_dir: st
                                 prior_masks=[r.mask for r in results], **kwargs))
     return results
 
-
-def prunable_weights(net: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu() for n, p in prunable_parameters(net).items()}

@@ -1,5 +1,7 @@
 """GLUE TSV reading, tokenised batching, bagging subsets."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -77,3 +79,21 @@ def test_length_grouped_batches_cover_every_example_once():
     padded = sum(len(b) * int(lengths[b].max()) for b in batches)
     plain = train_batches(lengths, 32, torch.Generator().manual_seed(0), group_by_length=False)
     assert padded < 0.8 * sum(len(b) * int(lengths[b].max()) for b in plain)
+
+
+def test_holdout_is_disjoint_reproducible_and_replaces_dev(generated_glue):
+    from mte.data import holdout_split
+    from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+    from mte.lottery import load_data, prepare_spec
+
+    keep, held = holdout_split(1000, 0.1)
+    assert len(held) == 100 and len(keep) == 900 and not set(keep) & set(held)
+    again_keep, again_held = holdout_split(1000, 0.1)
+    assert np.array_equal(held, again_held) and np.array_equal(keep, again_keep)
+
+    spec = prepare_spec(RunSpec(DataHparams(holdout=0.25), ModelHparams(), TrainHparams(), MethodHparams(), 3))
+    train, dev, test, _ = load_data(spec, generated_glue)
+    full, _, _, _ = load_data(dataclasses.replace(spec, data=DataHparams()), generated_glue)
+    assert (len(train), len(dev), test) == (72, 24, None)
+    _, held = holdout_split(96, 0.25)
+    assert torch.equal(dev.input_ids, full.subset(held).input_ids)  # the held-out rows, not dev's
