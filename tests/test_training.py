@@ -69,6 +69,31 @@ def test_pruned_weights_and_adamw_moments_stay_zero():
         assert torch.any(param[~pruned] != w[name][~pruned])  # survivors did train
 
 
+def test_dropping_gradients_trains_bit_for_bit_like_zeroed_buffers():
+    """zero_grad sets gradients to None (a speed lever: no fill, no accumulate) without changing one bit."""
+
+    def train(zero_filled: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+        w = {"0.weight": net[0].weight.detach().clone(), "2.weight": net[2].weight.detach().clone()}
+        update = MaskedAdamW(net, TrainHparams(lr=1e-2), magnitude_prune(w, Mask.dense(w), 100),
+                             Regulariser(1e-2, random_coefficients({k: v.shape for k, v in w.items()}, 0.3, 0)))
+        data = torch.Generator().manual_seed(1)
+        for step in range(10):
+            loss = net(torch.randn(8, 16, generator=data)).pow(2).mean()
+            if zero_filled:
+                update.optimizer.zero_grad(set_to_none=False)
+            else:
+                update.zero_grad()
+                assert all(p.grad is None for p in net.parameters())
+            loss.backward()
+            update.step(linear_decay(step, 10))
+        return [p.detach().clone() for p in net.parameters()]
+
+    for a, b in zip(train(zero_filled=True), train(zero_filled=False), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_schedule_reaches_zero_within_each_fine_tune(ws):
     spec, w = ws
     out = run(spec, w)
