@@ -21,13 +21,15 @@ from rich.table import Table
 from mte.cli_options import hparam_options
 from mte.errors import MteError
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from sweeps.cli import sweep, ui
+from sweeps.tune_tau import tune_tau
 
 app = typer.Typer(
     help="Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 DATA_DIR_OPTION = typer.Option(None, "--data-dir", envvar="MTE_DATA_DIR", show_envvar=True,
                                help="Folder in the GLUE TSV layout (MRPC/train.tsv, ...); "
@@ -118,7 +120,13 @@ def _print_result(result, store) -> None:
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     out.print(f"dev: {metrics}  sparsity {result.mask.sparsity:.1%}  compute {result.wall_s:.1f}s  "
               f"(this call {result.elapsed_s:.1f}s)")
-    out.print(f"stored: {store.path('runs', result.key)}")
+    where = "loaded from" if result.loaded else "stored in"
+    out.print(f"{where} {store.path('runs', result.key)}")
+
+
+app.command()(sweep)  # orchestration (Ray Tune + MLflow) lives in sweeps/
+app.command()(ui)
+app.command("tune-tau")(tune_tau)
 
 
 def main() -> None:

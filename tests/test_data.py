@@ -97,3 +97,22 @@ def test_holdout_is_disjoint_reproducible_and_replaces_dev(generated_glue):
     assert (len(train), len(dev), test) == (72, 24, None)
     _, held = holdout_split(96, 0.25)
     assert torch.equal(dev.input_ids, full.subset(held).input_ids)  # the held-out rows, not dev's
+
+
+def test_holdout_rows_are_never_trained_on_and_do_not_depend_on_the_run_seed(generated_glue):
+    """The workspace a seed trains in (any seed, any τ) trains on exactly the kept rows of the limited train
+    split and scores exactly the held-out ones; no test split is scored while tuning."""
+    from mte.data import holdout_split
+    from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+    from mte.lottery import load_data, open_workspace, prepare_spec
+
+    data = DataHparams(holdout=0.25, train_limit=64)
+    spec = prepare_spec(RunSpec(data, ModelHparams(), TrainHparams(), MethodHparams(method="random-lt"), 0))
+    full = load_data(dataclasses.replace(spec, data=DataHparams(train_limit=64)), generated_glue)[0]
+    keep, held = holdout_split(64, 0.25)
+    for seed in (0, 7):
+        ws = open_workspace(dataclasses.replace(spec, seed=seed), generated_glue)
+        assert torch.equal(ws.train.input_ids, full.subset(keep).input_ids)
+        assert torch.equal(ws.dev.input_ids, full.subset(held).input_ids) and ws.test is None
+        trained = {tuple(row.tolist()) for row in ws.train.input_ids}
+        assert not any(tuple(row.tolist()) in trained for row in ws.dev.input_ids)  # disjoint by content too

@@ -1,0 +1,153 @@
+"""The terminal view of a running sweep: done / running / failed / pending units with an ETA.
+
+It is a Ray Tune callback, so it runs in the driver and sees every trial's `tune.report` events; a rich
+`Live` redraws it. Finished and failed units are also printed as lines, which is all a non-terminal
+(a log file, CI) gets.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray import tune
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from mte.hparams import LOTTERY_METHODS
+from sweeps.plan import Unit
+
+IGNORED_METRICS = ("train_loss",)
+
+
+def error_line(error: Any) -> str:
+    """The most telling line of a trial's error (Ray wraps the original exception in a traceback)."""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+class SweepView(tune.Callback):
+    def __init__(self, units: list[Unit], done: set[Unit], trials: list[dict[str, Any]], rounds: int,
+                 console: Console, title: str):
+        self.status = {u: "done" if u in done else "pending" for u in units}
+        self.fine_tunes = {u: rounds + 1 if u.method in LOTTERY_METHODS else 1 for u in units}
+        self.completed = {u: self.fine_tunes[u] if u in done else 0 for u in units}
+        self.current: dict[Unit, str] = {}
+        self.started: dict[Unit, float] = {}
+        self.errors: dict[str, str] = {}  # trial name → error line and where its traceback is
+        self.trial_units = {t["name"]: [Unit(t["method"], s) for s in t["todo"]] for t in trials}
+        self.console, self.title = console, title
+        self.t0 = time.monotonic()
+        self.base_completed = sum(self.completed.values())
+        self.live: Live | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks with the experiment state; the terminal handles stay behind."""
+        return self.__dict__ | {"console": None, "live": None}
+
+    # ---- Tune callback -------------------------------------------------------------------------------
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        event = result.get("event")
+        if event is None:
+            return
+        unit = Unit(trial.config["trial"]["method"], int(result["seed"]))
+        if unit not in self.status:
+            return  # an earlier chain seed that only supplies its mask
+        if event == "start":
+            self.status[unit] = "running"
+            self.started[unit] = time.monotonic()
+            self.current[unit] = "loading"
+        elif event == "fine_tune":
+            self.completed[unit] = int(result["index"])
+            self.current[unit] = str(result["what"])
+        elif event == "done":
+            self.status[unit] = "done"
+            self.completed[unit] = self.fine_tunes[unit]
+            metrics = "  ".join(f"{k} {v:.4f}" for k, v in (result.get("metrics") or {}).items()
+                                if k not in IGNORED_METRICS)
+            took = time.monotonic() - self.started.get(unit, time.monotonic())
+            reused = " (reused)" if result.get("reused") else ""
+            self._print(f"[green]done[/]    {unit.name:<16} {metrics}  sparsity {result['sparsity']:.1%}  "
+                        f"{took:.0f} s{reused}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._print(f"[yellow]retry[/]   {trial.config['trial']['name']:<16} {error_line(trial.get_error())}")
+        for u in self._open_units(trial):
+            self.status[u] = "pending"
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        name = trial.config["trial"]["name"]
+        line = error_line(trial.get_error())
+        self._print(f"[red]failed[/]  {name:<16} {line}")
+        self.errors[name] = f"{line} (traceback: {trial.error_file})" if trial.error_file else line
+        for u in self._open_units(trial):
+            self.status[u] = "failed"
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        for u in self._open_units(trial):  # a trial that ended without reporting its seeds
+            self.status[u] = "failed"
+
+    def _open_units(self, trial: Any) -> list[Unit]:
+        return [u for u in self.trial_units.get(trial.config["trial"]["name"], [])
+                if self.status.get(u) not in ("done", None)]
+
+    # ---- rendering -----------------------------------------------------------------------------------
+    def __enter__(self) -> SweepView:
+        self.live = Live(get_renderable=self.render, console=self.console, refresh_per_second=1,
+                         redirect_stdout=True, redirect_stderr=True)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.live = None
+            if not self.console.is_terminal:
+                self.console.line()  # a non-terminal gets the last frame without its line end
+
+    def _print(self, markup: str) -> None:
+        (self.live.console if self.live else self.console).print(markup, highlight=False)
+
+    def counts(self) -> dict[str, int]:
+        out = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+        for s in self.status.values():
+            out[s] += 1
+        return out
+
+    def eta_s(self) -> float | None:
+        """Remaining fine-tunes at the rate fine-tunes have completed so far in this sweep."""
+        elapsed = time.monotonic() - self.t0
+        progress = sum(self.completed.values()) - self.base_completed
+        remaining = sum(self.fine_tunes[u] - self.completed[u] for u, s in self.status.items()
+                        if s in ("running", "pending"))
+        if remaining == 0:
+            return 0.0
+        return remaining * elapsed / progress if progress > 0 else None
+
+    def render(self) -> Group:
+        c = self.counts()
+        eta = self.eta_s()
+        eta_text = "–" if eta is None else _clock(eta)
+        head = Text.from_markup(
+            f"[bold]{self.title}[/]  [green]done {c['done']}[/]  [cyan]running {c['running']}[/]  "
+            f"[red]failed {c['failed']}[/]  pending {c['pending']}  "
+            f"elapsed {_clock(time.monotonic() - self.t0)}  ETA {eta_text}")
+        running = [u for u, s in self.status.items() if s == "running"]
+        if not running:
+            return Group(head)
+        table = Table(box=None, pad_edge=False)
+        for col in ("running", "fine-tune", "done", "time"):
+            table.add_column(col)
+        now = time.monotonic()
+        for u in running:
+            table.add_row(u.name, self.current.get(u, ""), f"{self.completed[u]}/{self.fine_tunes[u]}",
+                          _clock(now - self.started.get(u, now)))
+        return Group(head, table)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

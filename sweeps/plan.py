@@ -1,0 +1,115 @@
+"""What a sweep runs: units (method, seed), the hashes that name them, and the Ray Tune trials that run them.
+
+ACTIVE-LT seed i needs the final masks of seeds 0..i−1, so all its seeds form one *chain* trial that runs
+them in order (logging one MLflow run per seed) and is scheduled first; every other (method, seed) is an
+independent trial that fills the remaining slots. The chain is the sweep's inherent critical path; starting
+it first keeps it from finishing last, and no slot ever sits waiting on another trial's mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mte import data as data_mod
+from mte.errors import MteError
+from mte.hparams import METHODS, MethodHparams, RunSpec, digest, non_default
+from mte.lottery import prepare_spec
+from mte.tasks import get_task
+
+CHAIN_METHOD = "active-lt"
+# Longest first (IMP trials before single fine-tunes), so no slot idles at the end behind one long trial; and
+# trials whose work overlaps (BASELINE seed s is round 0 of BASE-LT seed s; ACTIVE-LT seed 0 is BASE-LT
+# seed 0) are not run side by side, where one would wait on the other's store lock.
+TRIAL_ORDER = ("random-lt", "base-lt", "bagging", "baseline")
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    if not names:
+        raise MteError("--methods is empty; give 'all' or a comma list of: " + ", ".join(METHODS))
+    if names == ["all"]:
+        return METHODS
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise MteError(f"unknown method {unknown[0]!r}; choose 'all' or a comma list of: {', '.join(METHODS)}")
+    return tuple(m for m in METHODS if m in names)
+
+
+@dataclass(frozen=True)
+class Unit:
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-s{self.seed}"
+
+
+@dataclass
+class SweepPlan:
+    """The shared hyperparameters (`base`, lr resolved), the methods and seeds 0..seeds−1, and the data."""
+
+    base: RunSpec
+    methods: tuple[str, ...]
+    seeds: int
+    data_dir: Path | None
+    fingerprint: str
+
+    @classmethod
+    def build(cls, base: RunSpec, methods: tuple[str, ...], seeds: int, data_dir: str | Path | None) -> SweepPlan:
+        if seeds < 1:
+            raise MteError(f"--seeds must be >= 1, got {seeds}")
+        for m in methods:  # validate every method's spec before anything is started or recorded
+            prepare_spec(dataclasses.replace(base, method=dataclasses.replace(base.method, method=m)))
+        base = prepare_spec(base)
+        folder = data_mod.resolve_data_dir(data_dir)
+        folder = folder.resolve() if folder is not None else None
+        task = get_task(base.data.task)
+        for split in ("train", "dev"):  # fail now, not in every trial (e.g. no data dir and no internet)
+            data_mod.load_split(task, folder, split)
+        return cls(base, methods, seeds, folder, data_mod.data_fingerprint(task, folder))
+
+    def spec(self, unit: Unit) -> RunSpec:
+        return dataclasses.replace(self.base, method=dataclasses.replace(self.base.method, method=unit.method),
+                                   seed=unit.seed)
+
+    def unit_hash(self, unit: Unit) -> str:
+        """`RunSpec.key` with the data fingerprint: the store key of the seed's result, except for ACTIVE-LT
+        seeds > 0, whose store key also covers the prior masks (those follow from the spec and the seed)."""
+        return self.spec(unit).key({"data": self.fingerprint})
+
+    @property
+    def sweep_hash(self) -> str:
+        """Names the sweep: everything shared by its trials, but not the methods or seeds (those can grow)."""
+        common = self.base.common_key_payload()
+        common.pop("seed")
+        method = non_default(self.base.method, tuple(f.name for f in dataclasses.fields(MethodHparams)
+                                                      if f.name != "method"))
+        return digest({"common": common, "method": method, "data": self.fingerprint})
+
+    @property
+    def units(self) -> list[Unit]:
+        return [Unit(m, s) for m in self.methods for s in range(self.seeds)]
+
+    def trials(self, finished: set[str]) -> list[dict[str, Any]]:
+        """Trial descriptions for the units whose hash is not in `finished`, the ACTIVE-LT chain first."""
+        out: list[dict[str, Any]] = []
+        if CHAIN_METHOD in self.methods:
+            chain = [Unit(CHAIN_METHOD, s) for s in range(self.seeds)]
+            todo = [u.seed for u in chain if self.unit_hash(u) not in finished]
+            if todo:  # runs seeds up to the last missing one; finished ones only supply their masks
+                out.append(self._trial(f"{CHAIN_METHOD}-chain", CHAIN_METHOD, list(range(max(todo) + 1)), todo))
+        independent = [u for u in self.units if u.method != CHAIN_METHOD and self.unit_hash(u) not in finished]
+        shares_chain_work = {("base-lt", 0), ("baseline", 0)} if CHAIN_METHOD in self.methods else set()
+        independent.sort(key=lambda u: ((u.method, u.seed) in shares_chain_work, TRIAL_ORDER.index(u.method),
+                                        u.seed))
+        out += [self._trial(u.name, u.method, [u.seed], [u.seed]) for u in independent]
+        return out
+
+    def _trial(self, name: str, method: str, seeds: list[int], todo: list[int]) -> dict[str, Any]:
+        units = [Unit(method, s) for s in seeds]
+        return {"name": name, "method": method, "seeds": seeds, "todo": todo,
+                "hashes": {str(u.seed): self.unit_hash(u) for u in units}}

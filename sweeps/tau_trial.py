@@ -1,0 +1,146 @@
+"""What runs inside one `mte tune-tau` trial: K seeds of one τ, with the objective reported at every milestone.
+
+Milestones (see `sweeps/tune_tau.py`): RANDOM-LT advances its K seeds' `seed_rounds` generators together and
+scores round r of all of them; ACTIVE-LT runs seeds in order (seed i needs the final masks of seeds < i) and
+scores seeds 0..i at round r for every seed i ≥ 1. A seed's last fine-tune is reported only after its result is
+stored, and the sample's MLflow run is closed before the last report: ASHA stops a trial at its last report
+(and at any earlier one), after which nothing in the trial runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow import MlflowClient
+from ray import tune
+from rich.console import Console
+
+from mte.analysis.ensembles import member_outputs
+from mte.data import resolve_data_dir
+from mte.errors import MteError
+from mte.hparams import RunSpec
+from mte.lottery import RoundEvent, load_data, prepare_spec, seed_rounds
+from mte.metrics import task_metrics
+from mte.results import SeedResult
+from mte.store import Store
+from mte.tasks import TaskSpec, get_task
+from sweeps.trial import _use_assigned_devices
+from tracking import tau as tracked
+
+console = Console(stderr=True)  # a module global: Tune pickles its callbacks, and a Console holds a lock
+Milestone = tuple[int, list[RoundEvent]]  # (IMP round, the events of the seeds scored at it)
+
+
+def tau_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
+    """Ray Tune trainable: `config["tau"]` from the search algorithm, `shared` the same for every sample."""
+    _use_assigned_devices(shared["cpus_per_trial"])
+    tau = float(config["tau"])
+    base = RunSpec.from_dict(shared["spec"])
+    spec = prepare_spec(dataclasses.replace(base, method=dataclasses.replace(base.method, tau=tau)))
+    task = get_task(spec.data.task)
+    labels = load_data(spec, resolve_data_dir(shared["data_dir"]))[1].labels.numpy()  # what the logits score
+    client = MlflowClient(shared["tracking_uri"])
+    tags = {k: shared[k] for k in ("objective", "tune_on")} | {
+        tracked.TASK: task.name, tracked.MODEL: spec.model.model, tracked.METHOD: spec.method.method,
+        "ray_trial": tune.get_context().get_trial_id() or ""}
+    run_id = tracked.open_sample(client, shared["experiment_id"], shared["parent_run_id"], tau, tags,
+                                 {"seeds": shared["seeds"]})
+    total, step = shared["milestones"], -1
+    for step, (imp_round, events) in enumerate(milestones(spec, Store(shared["store"]), shared["data_dir"],
+                                                          shared["seeds"])):
+        values = objective_values(task, shared["objective"], [e.dev_logits for e in events], labels)
+        values |= {"sparsity": float(np.mean([e.record.sparsity for e in events])), "imp_round": imp_round,
+                   "seeds_scored": len(events), "milestones_done": step + 1}
+        tracked.log_step(client, run_id, step, values)
+        last = step == total - 1
+        if last:
+            tracked.log_step(client, run_id, 0, {tracked.FINAL: values["objective"]})
+            tracked.close(client, run_id, tracked.FINISHED)
+        tune.report({"objective": values["objective"], "step": step, "completed": last, "run_id": run_id})
+    if step != total - 1:  # the schedule and the science core disagree on the number of fine-tunes
+        raise RuntimeError(f"expected {total} milestones, got {step + 1}")
+
+
+def milestones(spec: RunSpec, store: Store, data_dir: str | Path | None, seeds: int) -> Iterator[Milestone]:
+    """The trial's milestones in order; every seed's result is stored before its last fine-tune is yielded."""
+    if spec.method.method == "active-lt":
+        rounds: list[list[RoundEvent]] = []  # per seed: its events so far
+        masks = []
+        for s in range(seeds):
+            rounds.append([])
+            gen = seed_rounds(dataclasses.replace(spec, seed=s), store, data_dir, prior_masks=list(masks))
+            for event, result in _seed_events(gen):
+                rounds[s].append(event)
+                if s > 0:  # seed 0 has no earlier masks: no regulariser, the same for every τ
+                    yield event.index, [rounds[j][event.index] for j in range(s + 1)]
+                if result is not None:
+                    masks.append(result.mask)
+        return
+    gens = [_seed_events(seed_rounds(dataclasses.replace(spec, seed=s), store, data_dir)) for s in range(seeds)]
+    for r in range(spec.method.rounds + 1):
+        yield r, [next(g)[0] for g in gens]  # seeds in order, so concurrent trials take store locks in one order
+
+
+def _seed_events(gen) -> Iterator[tuple[RoundEvent, SeedResult | None]]:
+    """A seed's events; the last comes with the seed's result, i.e. after the science core stored it."""
+    while True:
+        event = next(gen)
+        if event.dev_logits is None:
+            raise MteError(f"fine-tune {event.record.key} has no stored dev logits to score")
+        if event.index < event.count - 1:
+            yield event, None
+            continue
+        try:
+            next(gen)
+        except StopIteration as done:
+            yield event, done.value
+            return
+        raise RuntimeError("seed_rounds yielded past its last fine-tune")
+
+
+def objective_values(task: TaskSpec, objective: str, logits: list[np.ndarray], labels: np.ndarray
+                     ) -> dict[str, float]:
+    """`ensemble/<metric>` (mean of the members' probabilities or scores), `single/<metric>` (mean over members)
+    and `objective`: the chosen one of the headline metric (`task.metrics[0]`)."""
+    outputs = np.stack([member_outputs(task, x) for x in logits])  # (members, n, k)
+    if outputs.shape[1] != len(labels):
+        raise MteError(f"{outputs.shape[1]} outputs for {len(labels)} labels: the stored logits do not match "
+                       "this data")
+    single = task_metrics(task, outputs, labels)  # metric → (members,)
+    ensemble = task_metrics(task, outputs.mean(0), labels)
+    values = {f"single/{m}": float(np.mean(single[m])) for m in task.metrics}
+    values |= {f"ensemble/{m}": float(ensemble[m]) for m in task.metrics}
+    values["objective"] = values[f"{objective}/{task.metrics[0]}"]
+    return values
+
+
+class TauProgress(tune.Callback):
+    """One line per sample as it finishes, is stopped early, or fails; remembers which runs ASHA stopped."""
+
+    def __init__(self, milestones: int):
+        self.milestones = milestones
+        self.errors: dict[str, str] = {}  # trial id → error line
+        self.stopped: dict[str, int] = {}  # sample run id → milestones it reported
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        r = trial.last_result or {}
+        tau = trial.config.get("tau", math.nan)
+        if r.get("completed"):
+            console.print(f"[green]done[/]    τ {tau:<9.3g} objective {r['objective']:.4f}", highlight=False)
+        elif "run_id" in r:
+            done = int(r.get("step", -1)) + 1
+            self.stopped[r["run_id"]] = done
+            console.print(f"[yellow]stopped[/] τ {tau:<9.3g} after {done}/{self.milestones} milestones "
+                               f"(objective {r['objective']:.4f})", highlight=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from sweeps.live import error_line
+
+        self.errors[trial.trial_id] = error_line(trial.get_error())
+        console.print(f"[red]failed[/]  τ {trial.config.get('tau', math.nan):<9.3g} "
+                           f"{self.errors[trial.trial_id]}", highlight=False)

@@ -1,0 +1,113 @@
+"""What runs inside a Ray Tune trial: one (method, seed), or the ACTIVE-LT chain of seeds in order.
+
+Each seed goes through the science core (`run_seed`, shared hash-keyed store, so work another trial did is
+loaded rather than redone) and is then recorded as one nested MLflow run. Progress is reported to the
+driver with `tune.report` events (start, fine_tune, done) that feed the live view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from ray import tune
+
+from mte.hparams import RunSpec
+from mte.lottery import run_seed
+from mte.masks import Mask
+from mte.store import Store
+from sweeps.plan import CHAIN_METHOD
+from tracking.trial_runs import finished_hashes, log_seed_result, retry
+
+TEST_CRASH_ENV = "MTE_TEST_CRASH"
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Ray Tune trainable. `config["sweep"]` is shared by all trials, `config["trial"]` comes from the plan."""
+    sweep, trial = config["sweep"], config["trial"]
+    _use_assigned_devices(sweep["cpus_per_trial"])
+    client = MlflowClient(sweep["tracking_uri"])
+    store = Store(sweep["store"])
+    base = RunSpec.from_dict(sweep["spec"])
+    method = trial["method"]
+    spec = dataclasses.replace(base, method=dataclasses.replace(base.method, method=method))
+    finished = finished_hashes(client, sweep["experiment_id"], sweep["parent_run_id"])
+    priors: list[Mask] = []
+    for seed in trial["seeds"]:
+        unit_hash = trial["hashes"][str(seed)]
+        if unit_hash in finished:  # recorded already: the chain needs only its mask
+            if method == CHAIN_METHOD:
+                priors.append(_mask_of_run(client, finished[unit_hash]))
+            continue
+        start_ms = int(time.time() * 1000)
+        tune.report({"event": "start", "seed": seed})
+        crash = CrashHook.parse(sweep.get("test_crash"), store.root, method, seed)
+        crash.at_start()
+
+        def fine_tune_started(index: int, count: int, what: str, seed: int = seed) -> None:
+            tune.report({"event": "fine_tune", "seed": seed, "index": index, "count": count, "what": what})
+
+        result = run_seed(dataclasses.replace(spec, seed=seed), store, sweep["data_dir"],
+                          prior_masks=priors if method == CHAIN_METHOD else (),
+                          on_step=crash.on_step, on_fine_tune=fine_tune_started)
+        run_id = log_seed_result(client, sweep["experiment_id"], sweep["parent_run_id"],
+                                 sweep_hash=sweep["sweep_hash"], unit_hash=unit_hash, result=result,
+                                 folder=store.path("runs", result.key), start_ms=start_ms)
+        tune.report({"event": "done", "seed": seed, "run_id": run_id, "metrics": result.metrics,
+                     "sparsity": result.mask.sparsity, "elapsed_s": result.elapsed_s,
+                     "reused": all(r.reused for r in result.rounds)})
+        if method == CHAIN_METHOD:
+            priors.append(result.mask)
+
+
+def _use_assigned_devices(cpus: float) -> None:
+    """Use a GPU only when Ray assigned one (the core picks CUDA whenever it is visible); one thread per CPU."""
+    import ray
+    import torch
+
+    if not ray.get_gpu_ids():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    torch.set_num_threads(max(1, int(cpus)))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # bars from workers would garble the view
+
+
+def _mask_of_run(client: MlflowClient, run_id: str) -> Mask:
+    with tempfile.TemporaryDirectory(prefix="mte-mask-") as tmp:
+        return Mask.load(retry(client.download_artifacts, run_id, "mask.safetensors", tmp))
+
+
+@dataclass
+class CrashHook:
+    """Test-only fault injection, `MTE_TEST_CRASH=mode:method:seed[,...]` read by the driver.
+
+    `die` ends the worker process at the first training step of that seed, once (a marker file in the
+    store lets the retry succeed); `raise` fails every attempt of that seed.
+    """
+
+    mode: str | None
+    marker: Path | None
+
+    @classmethod
+    def parse(cls, spec: str | None, root: Path, method: str, seed: int) -> CrashHook:
+        for item in (spec or "").split(","):
+            parts = item.strip().split(":")
+            if len(parts) == 3 and parts[1] == method and parts[2] == str(seed):
+                return cls(parts[0], root / ".test-crash" / f"{parts[0]}-{method}-{seed}")
+        return cls(None, None)
+
+    def at_start(self) -> None:
+        if self.mode == "raise":
+            raise RuntimeError(f"{TEST_CRASH_ENV}: injected failure")
+
+    def on_step(self, done: int, total: int) -> None:
+        if self.mode == "die" and self.marker is not None and not self.marker.exists():
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
+            os._exit(17)

@@ -1,0 +1,69 @@
+"""The experiment and the sweep's parent run.
+
+The experiment is created from the driver with an explicit artifact location (otherwise Ray's
+`setup_mlflow` would put artifacts under Ray's temporary folder). A sweep is identified by a hash of its
+shared hyperparameters and data, so running the same sweep again, or with more seeds or methods, reopens
+the same parent run and its finished trials are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Param, Run
+from mlflow.exceptions import MlflowException
+
+from mte.errors import MteError
+from tracking.trial_runs import FINISHED, ROLE, ROLE_SWEEP, SWEEP, retry, search
+
+CONFIG_TAG = "sweep_config"  # JSON of the options that define the sweep (what `--resume` reads back)
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException as e:
+            exp = client.get_experiment_by_name(name)  # created concurrently by another sweep
+            if exp is None:
+                raise MteError(f"cannot create experiment {name!r}: {str(e).splitlines()[0]}") from None
+    if exp.lifecycle_stage != "active":
+        raise MteError(f"experiment {name!r} is deleted; restore it in the MLflow UI or choose another --experiment")
+    return exp.experiment_id
+
+
+def find_parent(client: MlflowClient, experiment_id: str, sweep_hash: str | None = None) -> Run | None:
+    """The sweep's parent run (the latest one, or the latest of any sweep when `sweep_hash` is None)."""
+    query = f"tags.{ROLE} = '{ROLE_SWEEP}'" + (f" and tags.{SWEEP} = '{sweep_hash}'" if sweep_hash else "")
+    runs = list(search(client, experiment_id, query, order_by=["attributes.start_time DESC"]))
+    return runs[0] if runs else None
+
+
+def open_parent(client: MlflowClient, experiment_id: str, sweep_hash: str, name: str, tags: dict[str, str],
+                params: dict[str, Any], config: dict[str, Any]) -> str:
+    """Reopen this sweep's parent run (status RUNNING) or create it; returns its run id."""
+    tags = tags | {ROLE: ROLE_SWEEP, SWEEP: sweep_hash, CONFIG_TAG: json.dumps(config, sort_keys=True)}
+    parent = find_parent(client, experiment_id, sweep_hash)
+    if parent is None:
+        run_id = retry(client.create_run, experiment_id, tags=tags, run_name=name).info.run_id
+        retry(client.log_batch, run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run_id
+    run_id = parent.info.run_id
+    retry(client.update_run, run_id, status="RUNNING")
+    for k, v in tags.items():
+        retry(client.set_tag, run_id, k, v)
+    return run_id
+
+
+def close_parent(client: MlflowClient, run_id: str, status: str = FINISHED) -> None:
+    retry(client.set_terminated, run_id, status)
+
+
+def recorded_config(parent: Run) -> dict[str, Any]:
+    text = parent.data.tags.get(CONFIG_TAG)
+    if not text:
+        raise MteError(f"sweep run {parent.info.run_id} has no recorded configuration to resume")
+    return json.loads(text)

@@ -1,0 +1,112 @@
+"""One nested MLflow run per (method, seed): tags, params, per-round and final metrics, the result folder.
+
+A run is created only once its seed's result exists and is marked FINISHED after its artifacts are
+uploaded, so a FINISHED run always has complete artifacts; a run left unfinished by a crash while logging
+is deleted when the same (sweep, hash) is logged again, so a sweep never holds two runs of one trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, Run, ViewType
+
+from mte.results import SeedResult
+
+PARENT_TAG = "mlflow.parentRunId"
+ROLE, SWEEP, TASK, METHOD, SEED, MODEL, HASH, RESULT_KEY = (
+    "role", "sweep", "task", "method", "seed", "model", "hash", "result_key")
+ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
+FINISHED = "FINISHED"
+
+T = TypeVar("T")
+
+
+def retry(fn: Callable[..., T], *args: Any, attempts: int = 6, **kwargs: Any) -> T:
+    """Call `fn`, retrying while a sqlite store is locked by another trial's write."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if "locked" not in str(e) or i == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**i)
+    raise AssertionError("unreachable")
+
+
+def search(client: MlflowClient, experiment_id: str, filter_string: str,
+           order_by: list[str] | None = None) -> Iterator[Run]:
+    """All active runs matching `filter_string`, following page tokens."""
+    token = None
+    while True:
+        page = retry(client.search_runs, [experiment_id], filter_string, ViewType.ACTIVE_ONLY, 1000,
+                     order_by, token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, unit_hash: str | None = None
+               ) -> list[Run]:
+    query = f"tags.{ROLE} = '{ROLE_TRIAL}' and tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    if unit_hash is not None:
+        query += f" and tags.{HASH} = '{unit_hash}'"
+    return list(search(client, experiment_id, query))
+
+
+def finished_hashes(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """hash → run id of the sweep's FINISHED trial runs (what a rerun skips)."""
+    return {r.data.tags[HASH]: r.info.run_id for r in trial_runs(client, experiment_id, parent_run_id)
+            if r.info.status == FINISHED and HASH in r.data.tags}
+
+
+def trial_tags(result: SeedResult, sweep_hash: str, unit_hash: str, parent_run_id: str) -> dict[str, str]:
+    spec = result.spec
+    return {PARENT_TAG: parent_run_id, ROLE: ROLE_TRIAL, SWEEP: sweep_hash, TASK: spec.data.task,
+            METHOD: spec.method.method, SEED: str(spec.seed), MODEL: spec.model.model, HASH: unit_hash,
+            RESULT_KEY: result.key, "data_fingerprint": result.data_fingerprint}
+
+
+def result_metrics(result: SeedResult, now_ms: int) -> list[Metric]:
+    """Per fine-tune (step = round; the last is the ticket) under `round/`, and the final values."""
+    out = []
+    for step, record in enumerate(result.rounds):
+        values = record.metrics | {"sparsity": record.sparsity, "wall_s": record.wall_s}
+        out += [Metric(f"round/{k}", float(v), now_ms, step) for k, v in values.items()]
+    final = result.metrics | {"sparsity": result.mask.sparsity, "compute_s": result.wall_s,
+                              "elapsed_s": result.elapsed_s,
+                              "reused_fine_tunes": sum(r.reused for r in result.rounds)}
+    return out + [Metric(k, float(v), now_ms, 0) for k, v in final.items()]
+
+
+def log_seed_result(client: MlflowClient, experiment_id: str, parent_run_id: str, *, sweep_hash: str,
+                    unit_hash: str, result: SeedResult, folder: Path, start_ms: int) -> str:
+    """Record one seed as a FINISHED nested run (or return the one already there); returns its run id."""
+    for run in trial_runs(client, experiment_id, parent_run_id, unit_hash):
+        if run.info.status == FINISHED:
+            return run.info.run_id
+        retry(client.delete_run, run.info.run_id)  # left half-logged by a crash
+    spec = result.spec
+    run = retry(client.create_run, experiment_id, start_time=start_ms,
+                tags=trial_tags(result, sweep_hash, unit_hash, parent_run_id),
+                run_name=f"{spec.method.method}-s{spec.seed}")
+    run_id = run.info.run_id
+    try:
+        logging_start = time.perf_counter()
+        params = [Param(k, str(v)) for k, v in spec.flat().items()]
+        retry(client.log_batch, run_id, metrics=result_metrics(result, int(time.time() * 1000)), params=params)
+        retry(client.log_artifacts, run_id, str(folder))
+        retry(client.log_batch, run_id, metrics=[
+            Metric("log_s", time.perf_counter() - logging_start, int(time.time() * 1000), 0)])
+        retry(client.set_terminated, run_id, FINISHED)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the original error matters more than this cleanup
+            client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id
