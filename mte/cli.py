@@ -22,6 +22,7 @@ from mte.cli_options import hparam_options
 from mte.errors import MteError
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 from sweeps.cli import sweep, ui
+from sweeps.report import report_command
 from sweeps.tune_tau import tune_tau
 
 app = typer.Typer(
@@ -127,6 +128,7 @@ def _print_result(result, store) -> None:
 app.command()(sweep)  # orchestration (Ray Tune + MLflow) lives in sweeps/
 app.command()(ui)
 app.command("tune-tau")(tune_tau)
+app.command("report")(report_command)
 
 
 def main() -> None:

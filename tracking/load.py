@@ -34,7 +34,9 @@ class SweepRun:
     result: SeedResult
 
 
-def _open(experiment_name: str, tracking_uri: str | None, parent_run_id: str | None) -> tuple[MlflowClient, str, str]:
+def open_sweep(experiment_name: str, tracking_uri: str | None,
+               parent_run_id: str | None) -> tuple[MlflowClient, str, str]:
+    """(client, experiment id, parent run id) of a sweep: the given run, else the experiment's latest."""
     uri = resolve_tracking_uri(tracking_uri)
     client = check_reachable(uri)
     exp = client.get_experiment_by_name(experiment_name)
@@ -54,7 +56,7 @@ def load_sweep_runs(experiment_name: str, tracking_uri: str | None = None, paren
 
     Artifacts are downloaded to `dst/<run id>/` (kept) or to a temporary folder (removed after loading).
     """
-    client, experiment_id, parent = _open(experiment_name, tracking_uri, parent_run_id)
+    client, experiment_id, parent = open_sweep(experiment_name, tracking_uri, parent_run_id)
     runs = [r for r in trial_runs(client, experiment_id, parent) if r.info.status == FINISHED]
     out = []
     with tempfile.TemporaryDirectory(prefix="mte-sweep-") as tmp, _no_progress_bars():
@@ -95,6 +97,6 @@ def log_report(experiment_name: str, tracking_uri: str | None, folder: str | Pat
     folder = Path(folder)
     if not folder.is_dir():
         raise MteError(f"report folder {folder} does not exist")
-    client, _, parent = _open(experiment_name, tracking_uri, parent_run_id)
+    client, _, parent = open_sweep(experiment_name, tracking_uri, parent_run_id)
     retry(client.log_artifacts, parent, str(folder), artifact_path)
     return parent
