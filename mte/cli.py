@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mte.cli_options import hparam_options
+from mte.cli_options import DATA_DIR_OPTION, STORE_OPTION, hparam_options
 from mte.errors import MteError
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 from sweeps.cli import sweep, ui
@@ -32,11 +32,6 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
-DATA_DIR_OPTION = typer.Option(None, "--data-dir", envvar="MTE_DATA_DIR", show_envvar=True,
-                               help="Folder in the GLUE TSV layout (MRPC/train.tsv, ...); "
-                                    "without it, data comes from the Hugging Face hub.")
-STORE_OPTION = typer.Option(Path("mte-store"), "--out", envvar="MTE_STORE", show_envvar=True,
-                            help="Result store: finished work there is reused, never overwritten.")
 
 
 @app.callback()

@@ -7,6 +7,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -56,3 +57,15 @@ def hparam_options(*groups: type, exclude: tuple[str, ...] = ()) -> Callable:
         return wrapper
 
     return decorate
+
+
+# Options several commands share, declared once.
+DATA_DIR_OPTION = typer.Option(None, "--data-dir", envvar="MTE_DATA_DIR", show_envvar=True,
+                               help="Folder in the GLUE TSV layout (MRPC/train.tsv, ...); "
+                                    "without it, data comes from the Hugging Face hub.")
+STORE_OPTION = typer.Option(Path("mte-store"), "--out", envvar="MTE_STORE", show_envvar=True,
+                            help="Result store: finished work there is reused, never overwritten.")
+EXPERIMENT_OPTION = typer.Option("mte", "--experiment", help="MLflow experiment name.")
+TRACKING_URI_OPTION = typer.Option(
+    None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+    help="MLflow tracking URI (a server, or a database). Default: sqlite:///<working dir>/mlflow.db.")

@@ -11,15 +11,13 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from mte.cli_options import hparam_options
+from mte.cli_options import DATA_DIR_OPTION, EXPERIMENT_OPTION, STORE_OPTION, TRACKING_URI_OPTION, hparam_options
 from mte.errors import MteError
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 
 console = Console(stderr=True)
 GROUPS = (DataHparams, ModelHparams, TrainHparams, MethodHparams)
-TRACKING_URI_OPTION = typer.Option(
-    None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-    help="MLflow tracking URI (a server, or a database). Default: sqlite:///<working dir>/mlflow.db.")
+
 
 
 @hparam_options(*GROUPS, exclude=("method", "tau"))
@@ -32,11 +30,9 @@ def sweep(
                                                                "a real MRPC subset; ~15 min on 2 CPU cores)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the experiment's latest sweep with its "
                                                         "recorded options (options given here still win)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="MTE_DATA_DIR", show_envvar=True,
-                                         help="GLUE TSV folder (MRPC/train.tsv, ...); without it, the hub."),
-    store: Path = typer.Option(Path("mte-store"), "--out", envvar="MTE_STORE", show_envvar=True,
-                               help="Result store shared by all trials; finished work there is reused."),
-    experiment: str = typer.Option("mte", "--experiment", help="MLflow experiment name."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+    store: Path = STORE_OPTION,
+    experiment: str = EXPERIMENT_OPTION,
     tracking_uri: str | None = TRACKING_URI_OPTION,
     artifact_location: str | None = typer.Option(
         None, "--artifact-location", help="Artifact location of a new experiment. Default: "

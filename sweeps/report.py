@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from mte.cli_options import EXPERIMENT_OPTION, TRACKING_URI_OPTION
 from mte.errors import MteError
 
 console = Console(stderr=True)
@@ -42,10 +43,8 @@ def run_report(experiment: str, tracking_uri: str, parent_run_id: str, out: Path
 
 
 def report_command(
-    experiment: str = typer.Option("mte", "--experiment", help="MLflow experiment holding the sweep."),
-    tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-        help="MLflow tracking URI (a server, or a database). Default: sqlite:///<working dir>/mlflow.db."),
+    experiment: str = EXPERIMENT_OPTION,
+    tracking_uri: str | None = TRACKING_URI_OPTION,
     run_id: str | None = typer.Option(None, "--run-id", help="The sweep's parent run (default: the latest sweep)."),
     out: Path = typer.Option(Path("mte-report/report"), "--out", help="Folder for report.md/html, CSVs and PNGs."),
     groups: int | None = typer.Option(None, "--groups", help="Seed groups of the protocol (default: 2 with ≥ 10 "

@@ -35,10 +35,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mte.cli_options import hparam_options
+from mte.cli_options import DATA_DIR_OPTION, EXPERIMENT_OPTION, STORE_OPTION, TRACKING_URI_OPTION, hparam_options
 from mte.errors import MteError
 from mte.hparams import REGULARISED_METHODS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-from sweeps.cli import TRACKING_URI_OPTION
 
 console = Console(stderr=True)
 SEARCHES = {"optuna": "optuna", "hyperopt": "hyperopt", "random": None, "grid": None}  # name → library needed
@@ -116,11 +115,9 @@ def tune_tau(
                                                                               "IMP round."),
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of the search algorithm's sampler."),
     top: int = typer.Option(5, "--top", help="Print the best N samples."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="MTE_DATA_DIR", show_envvar=True,
-                                         help="GLUE TSV folder (MRPC/train.tsv, ...); without it, the hub."),
-    store: Path = typer.Option(Path("mte-store"), "--out", envvar="MTE_STORE", show_envvar=True,
-                               help="Result store shared by all trials; finished work there is reused."),
-    experiment: str = typer.Option("mte", "--experiment", help="MLflow experiment name."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+    store: Path = STORE_OPTION,
+    experiment: str = EXPERIMENT_OPTION,
     tracking_uri: str | None = TRACKING_URI_OPTION,
     artifact_location: str | None = typer.Option(None, "--artifact-location",
                                                  help="Artifact location of a new experiment."),
