@@ -1,8 +1,8 @@
 """Time of the report for 5 methods × 20 seeds of MRPC-size dev logits (synthetic), target ≤ 2 s.
 
 Prints the computation time (every table, no files or plots) and the total with CSVs, figures,
-report.md and report.html. Masks default to MiniLM's size (21.3M prunable weights) so the IoU part
-is timed at full size.
+report.md and report.html. Masks default to 21.3M weights (twice MiniLM's 10.76M prunable ones, so
+conservative) so the IoU part is timed at full size.
 
     python benchmarks/bench_report.py [--seeds 20] [--examples 408] [--mask-size 21300000] [--repeat 3]
 """
