@@ -130,3 +130,18 @@ def test_rerun_runs_nothing_and_more_seeds_run_only_the_new_trials(tiny):
                                        "--no-report"])  # every other option comes from the recorded sweep
     assert resumed.exit_code == 0, resumed.output
     assert "6 already recorded, 0 to run" in resumed.output
+
+
+def test_mte_report_reads_the_sweep_back_and_writes_every_table(tiny, tmp_path):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", "--experiment", "tiny", "--tracking-uri", tiny.uri, "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    for name in ("report.md", "report.html", "table1_ensembles.csv", "table2_diversity.csv", "mask_overlap.csv",
+                 "fig3_gain_vs_members.png", "fig4_mask_iou.png"):
+        assert (out / name).stat().st_size > 0, name
+    import pandas as pd
+
+    table1 = pd.read_csv(out / "table1_ensembles.csv")
+    assert set(table1.iloc[:, 0].str.lower()) >= {"baseline", "active-lt"}
+    parent = tiny.parent().info.run_id
+    assert "report/report.md" in {a.path for a in tiny.client.list_artifacts(parent, "report")}
