@@ -64,10 +64,10 @@ def load_data(spec: RunSpec, data_dir: Path | None) -> tuple[data_mod.TokenizedS
             splits.append(None)
             continue
         limit = spec.data.train_limit if split == "train" else spec.data.eval_limit
-        tok = data_mod.tokenize(raw, tokenizer, spec.data.max_length)
-        if limit is not None and limit < len(tok):
-            tok = tok.subset(np.arange(limit))
-        splits.append(tok)
+        if limit is not None and limit < len(raw):  # cut before tokenising: quick runs skip the rest
+            labels = None if raw.labels is None else raw.labels[:limit]
+            raw = data_mod.RawSplit(tuple(t[:limit] for t in raw.texts), labels, raw.source)
+        splits.append(data_mod.tokenize(raw, tokenizer, spec.data.max_length))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if spec.data.holdout > 0:  # tuning: held-out train examples stand in for dev; dev and test stay unseen
         keep, held = data_mod.holdout_split(len(splits[0]), spec.data.holdout)
