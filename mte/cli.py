@@ -20,7 +20,7 @@ from rich.table import Table
 
 from mte.cli_options import DATA_DIR_OPTION, STORE_OPTION, hparam_options
 from mte.errors import MteError
-from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.hparams import HPARAM_GROUPS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 from sweeps.cli import sweep, ui
 from sweeps.report import report_command
 from sweeps.tune_tau import tune_tau
@@ -44,7 +44,7 @@ def _quiet_environment() -> None:
 
 
 @app.command()
-@hparam_options(DataHparams, ModelHparams, TrainHparams, MethodHparams)
+@hparam_options(*HPARAM_GROUPS)
 def run(
     seed: int = typer.Option(0, "--seed", help="Seed: head initialisation, data order, dropout, masks."),
     data_dir: Path | None = DATA_DIR_OPTION,

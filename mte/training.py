@@ -46,10 +46,6 @@ class FineTuneResult:
     wall_s: float = 0.0
     lr_trace: list[float] = field(default_factory=list)  # learning rate used at each step
 
-    @property
-    def metrics(self) -> dict[str, float]:
-        return {k: v for k, v in self.epochs[-1].items() if k != "epoch"}
-
 
 def linear_decay(step: int, total: int) -> float:
     """Multiplier of the peak learning rate (and τ) used at optimizer step `step` of `total`."""

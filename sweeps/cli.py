@@ -13,10 +13,10 @@ from rich.console import Console
 
 from mte.cli_options import DATA_DIR_OPTION, EXPERIMENT_OPTION, STORE_OPTION, TRACKING_URI_OPTION, hparam_options
 from mte.errors import MteError
-from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.hparams import HPARAM_GROUPS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 
 console = Console(stderr=True)
-GROUPS = (DataHparams, ModelHparams, TrainHparams, MethodHparams)
+GROUPS = HPARAM_GROUPS
 
 
 

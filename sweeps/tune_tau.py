@@ -37,7 +37,15 @@ from rich.table import Table
 
 from mte.cli_options import DATA_DIR_OPTION, EXPERIMENT_OPTION, STORE_OPTION, TRACKING_URI_OPTION, hparam_options
 from mte.errors import MteError
-from mte.hparams import REGULARISED_METHODS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.hparams import (
+    HPARAM_GROUPS,
+    REGULARISED_METHODS,
+    DataHparams,
+    MethodHparams,
+    ModelHparams,
+    RunSpec,
+    TrainHparams,
+)
 
 console = Console(stderr=True)
 SEARCHES = {"optuna": "optuna", "hyperopt": "hyperopt", "random": None, "grid": None}  # name → library needed
@@ -97,7 +105,7 @@ class TuningOutcome:
 
 # ---- command ------------------------------------------------------------------------------------------
 
-@hparam_options(DataHparams, ModelHparams, TrainHparams, MethodHparams, exclude=("tau", "holdout", "bagging_fraction"))
+@hparam_options(*HPARAM_GROUPS, exclude=("tau", "holdout", "bagging_fraction"))
 def tune_tau(
     num_samples: int = typer.Option(8, "--num-samples", help="τ samples (trials); with --search grid, grid points."),
     search: str = typer.Option("optuna", "--search", help="optuna (TPE), hyperopt (TPE), random (log-uniform) "
