@@ -10,6 +10,8 @@ Issue 6, targets 1 and 2. In one process, alternating the order every repeat, it
   trainer-grouped  the same with train_sampling_strategy="group_by_length" (transformers 5's group_by_length=True)
   mte-ungrouped    (optional) mte without length grouping: the grouping lever measured
   mte-eager        (optional) mte with Hugging Face's eager attention instead of PyTorch's SDPA: that lever
+  mte-torch-dropout (optional) mte with PyTorch's own dropout (nn.Dropout, SDPA's attention dropout) instead of
+                   mte.dropout's lane masks: that lever
 and prints every time, the medians and the median of the per-repeat ratios mte/other. Target 1: mte ≤ 0.67×
 trainer; dev accuracy of mte within 1 point of the trainer's (full epoch only).
 
@@ -47,7 +49,7 @@ from common import (
     training_flops,
 )
 
-CONTENDERS = ("mte", "trainer", "trainer-grouped", "mte-ungrouped", "mte-eager")
+CONTENDERS = ("mte", "trainer", "trainer-grouped", "mte-ungrouped", "mte-eager", "mte-torch-dropout")
 TARGET_RATIO, TARGET_FRACTION, TARGET_ACC_POINTS = 0.67, 0.50, 1.0
 
 
@@ -129,7 +131,9 @@ def contender(name: str, setup, hf, max_steps: int | None) -> Run:
 
         net = load_model(setup.spec.model, setup.task, setup.seed)
         net.set_attn_implementation("eager")
-        return run_mte(setup, max_steps, net=net, name=name)
+        return run_mte(setup, max_steps, net=net, name=name, lane_dropout=False)
+    if name == "mte-torch-dropout":
+        return run_mte(setup, max_steps, name=name, lane_dropout=False)
     return run_trainer(setup, hf, max_steps, group_by_length=name == "trainer-grouped", name=name)
 
 
@@ -155,7 +159,9 @@ def summarise(args, setup, runs: dict[str, list[Run]], peaks: list[dict[str, flo
         elif name == "mte-ungrouped":
             verdict = "the length-grouping lever (mte grouped / ungrouped)"
         elif name == "mte-eager":
-            verdict = "the attention lever (mte sdpa / eager)"
+            verdict = "the attention lever (mte / eager attention with torch dropout)"
+        elif name == "mte-torch-dropout":
+            verdict = "the dropout lever (mte lane dropout / torch dropout)"
         else:
             verdict = "reported, no target"
         print(f"  ratio mte / {name:<18} {ratio:.3f}× wall ({verdict}); {cpu:.3f}× CPU time")

@@ -159,7 +159,8 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def run_mte(setup: Setup, max_steps: int | None, group_by_length: bool = True, mask=None, reg=None,
-            net=None, name: str = "mte", stamps: list[Stamp] | None = None, with_test: bool = False) -> Run:
+            net=None, name: str = "mte", stamps: list[Stamp] | None = None, with_test: bool = False,
+            lane_dropout: bool | None = None) -> Run:
     """mte's `fine_tune` (dev logits computed by it at each epoch's end; test logits if `with_test`),
     or its first N steps."""
     hp = dataclasses.replace(setup.spec.train, group_by_length=group_by_length)
@@ -174,7 +175,7 @@ def run_mte(setup: Setup, max_steps: int | None, group_by_length: bool = True, m
     start = stamp()
     try:
         result = fine_tune(net, setup.task, setup.train, setup.dev, setup.test if with_test else None, hp,
-                           setup.seed, setup.pad_id, mask=mask, reg=reg, on_step=on_step)
+                           setup.seed, setup.pad_id, mask=mask, reg=reg, on_step=on_step, lane_dropout=lane_dropout)
     except _Stop:
         return Run(name, len(stamps), *elapsed(start, stamps[-1]))
     total = time.perf_counter() - start[0]

@@ -3,6 +3,9 @@
 Schedule: the factor used at step t of T is (T − t)/T (Hugging Face's linear schedule without warmup),
 so it reaches exactly 0 when the last step completes; it restarts in every fine-tune. τ follows it.
 
+On CPU, dropout masks are drawn by `mte.dropout` (16 bits a draw): PyTorch's per-element CPU Bernoulli was a
+fifth of a step on AMD processors.
+
 Masks are enforced without hooks: gradients of pruned weights are zeroed before clipping and the step (so
 AdamW's moments for them stay 0), and the weights are multiplied by the mask after the step.
 The L1 term τ·Σ|θ ⊙ l| is added as its subgradient τ·l·sign(θ), with no autograd graph over 20M weights.
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mte import dropout
 from mte.data import TokenizedSplit, eval_batches, train_batches
 from mte.hparams import TrainHparams
 from mte.masks import Mask
@@ -116,11 +120,17 @@ def fine_tune(
     reg: Regulariser | None = None,
     on_step: StepCallback | None = None,
     device: torch.device | None = None,
+    lane_dropout: bool | None = None,
 ) -> FineTuneResult:
-    """Fine-tune `net` in place from its current weights; dev (and test) logits are the final model's."""
+    """Fine-tune `net` in place from its current weights; dev (and test) logits are the final model's.
+
+    `lane_dropout` (default: on CPU) swaps the model's dropout for `mte.dropout`'s, in place.
+    """
     assert hp.lr is not None, "resolve the learning rate first"
     device = device or default_device()
     net.to(device)
+    if lane_dropout if lane_dropout is not None else device.type == "cpu":
+        dropout.install(net)
     start = time.perf_counter()
     torch.manual_seed(seed)  # dropout
     order = torch.Generator().manual_seed(seed)  # data order
