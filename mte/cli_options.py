@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 PANELS = {"DataHparams": "Data", "ModelHparams": "Model", "TrainHparams": "Fine-tuning",
-          "MethodHparams": "Method"}
+          "MethodHparams": "Method", "RayOptions": "Ray"}
 
 
 def flag(name: str) -> str:
@@ -69,3 +69,6 @@ EXPERIMENT_OPTION = typer.Option("mte", "--experiment", help="MLflow experiment 
 TRACKING_URI_OPTION = typer.Option(
     None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
     help="MLflow tracking URI (a server, or a database). Default: sqlite:///<working dir>/mlflow.db.")
+ARTIFACT_LOCATION_OPTION = typer.Option(
+    None, "--artifact-location", help="Artifact location of a new experiment. Default: "
+                                      "<db folder>/mlartifacts/<experiment> for sqlite, the server's for servers.")

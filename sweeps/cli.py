@@ -11,16 +11,23 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from mte.cli_options import DATA_DIR_OPTION, EXPERIMENT_OPTION, STORE_OPTION, TRACKING_URI_OPTION, hparam_options
+from mte.cli_options import (
+    ARTIFACT_LOCATION_OPTION,
+    DATA_DIR_OPTION,
+    EXPERIMENT_OPTION,
+    STORE_OPTION,
+    TRACKING_URI_OPTION,
+    hparam_options,
+)
 from mte.errors import MteError
 from mte.hparams import HPARAM_GROUPS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from sweeps.cluster import RayOptions
 
 console = Console(stderr=True)
 GROUPS = HPARAM_GROUPS
 
 
-
-@hparam_options(*GROUPS, exclude=("method", "tau"))
+@hparam_options(*GROUPS, RayOptions, exclude=("method", "tau"))
 def sweep(
     ctx: typer.Context,
     methods: str = typer.Option("all", "--methods", help="'all' or a comma list of: baseline, bagging, base-lt, "
@@ -34,23 +41,7 @@ def sweep(
     store: Path = STORE_OPTION,
     experiment: str = EXPERIMENT_OPTION,
     tracking_uri: str | None = TRACKING_URI_OPTION,
-    artifact_location: str | None = typer.Option(
-        None, "--artifact-location", help="Artifact location of a new experiment. Default: "
-                                          "<db folder>/mlartifacts/<experiment> for sqlite, the server's for servers."),
-    ray_address: str | None = typer.Option(None, "--ray-address", help="Join this Ray cluster instead of "
-                                                                         "starting a local one."),
-    num_cpus: int | None = typer.Option(None, "--num-cpus", help="CPUs of the local Ray instance "
-                                                                 "(default: all)."),
-    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPUs (torch threads) per trial."),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs per trial; a fraction lets "
-                                                                       "trials share one GPU."),
-    max_concurrent: int | None = typer.Option(None, "--max-concurrent", help="At most this many trials "
-                                                                             "at once (default: as resources "
-                                                                             "allow)."),
-    max_failures: int = typer.Option(2, "--max-failures", help="Retries of a trial that raised or whose "
-                                                               "process died."),
-    dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard", help="Start the Ray dashboard "
-                                                                            "(127.0.0.1) with a local Ray."),
+    artifact_location: str | None = ARTIFACT_LOCATION_OPTION,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report (mte.analysis) from "
                                                                    "the recorded runs when every trial finished."),
     report_dir: Path = typer.Option(Path("mte-report"), "--report-dir", help="Reports go to <dir>/<sweep hash>/."),
@@ -92,9 +83,7 @@ def sweep(
         base=base, methods=parse_methods(values["methods"]), seeds=int(values["seeds"]),
         data_dir=Path(values["data_dir"]) if values["data_dir"] else None, store=Path(values["store"]),
         experiment=experiment, tracking_uri=tracking_uri, artifact_location=artifact_location,
-        ray_address=ray_address, num_cpus=num_cpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-        max_concurrent=max_concurrent, max_failures=max_failures, dashboard=dashboard,
-        test_crash=os.environ.get(TEST_CRASH_ENV))
+        ray=hparams[RayOptions], test_crash=os.environ.get(TEST_CRASH_ENV))
     outcome = run_sweep(options)
     if outcome.interrupted:
         raise KeyboardInterrupt

@@ -9,7 +9,6 @@ requested unit is done, FAILED (or KILLED on Ctrl-C) otherwise.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,9 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mte.errors import MteError
 from mte.hparams import RunSpec
-from sweeps.cluster import Cluster, check_local_gpus, check_resources, connect
+from sweeps.cluster import Cluster, RayOptions, check_local_gpus, check_resources, connect
 from sweeps.plan import SweepPlan, Unit
 
 console = Console(stderr=True)
@@ -37,13 +35,7 @@ class SweepOptions:
     experiment: str = "mte"
     tracking_uri: str | None = None
     artifact_location: str | None = None
-    ray_address: str | None = None
-    num_cpus: int | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
-    max_failures: int = 2
-    dashboard: bool = True
+    ray: RayOptions = field(default_factory=RayOptions)
     test_crash: str | None = None  # sweeps.trial.CrashHook; tests only
 
 
@@ -61,18 +53,6 @@ class SweepOutcome:
     wall_s: float = 0.0
 
 
-def validate_resources(o: SweepOptions) -> None:
-    if not o.cpus_per_trial > 0 or math.isinf(o.cpus_per_trial):
-        raise MteError(f"--cpus-per-trial must be > 0, got {o.cpus_per_trial:g}")
-    g = o.gpus_per_trial
-    if g < 0 or math.isnan(g) or (g > 1 and g != int(g)):
-        raise MteError(f"--gpus-per-trial must be 0, a fraction in (0, 1], or a whole number; got {g:g}")
-    if o.max_concurrent is not None and o.max_concurrent < 1:
-        raise MteError(f"--max-concurrent must be >= 1, got {o.max_concurrent}")
-    if o.max_failures < 0:
-        raise MteError(f"--max-failures must be >= 0, got {o.max_failures}")
-    if o.num_cpus is not None and o.num_cpus < 1:
-        raise MteError(f"--num-cpus must be >= 1, got {o.num_cpus}")
 
 
 def run_sweep(o: SweepOptions) -> SweepOutcome:
@@ -81,10 +61,9 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
     from tracking.uri import check_reachable, default_artifact_location, resolve_tracking_uri
 
     start = time.perf_counter()
-    validate_resources(o)
+    o.ray.validate()
     plan = SweepPlan.build(o.base, o.methods, o.seeds, o.data_dir)
-    if not o.ray_address:
-        check_local_gpus(o.gpus_per_trial)
+    check_local_gpus(o.ray)
     uri = resolve_tracking_uri(o.tracking_uri)
     client = check_reachable(uri)
     experiment_id = ensure_experiment(client, o.experiment, o.artifact_location
@@ -92,7 +71,7 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
     previous = find_parent(client, experiment_id, plan.sweep_hash)
     finished = finished_hashes(client, experiment_id, previous.info.run_id) if previous else {}
     trials = plan.trials(set(finished))
-    cluster = connect(o.ray_address, o.num_cpus, o.dashboard) if trials else None
+    cluster = connect(o.ray) if trials else None
     try:
         return _record(o, plan, client, uri, experiment_id, finished, trials, cluster, start)
     finally:
@@ -107,7 +86,7 @@ def _record(o: SweepOptions, plan: SweepPlan, client: Any, uri: str, experiment_
     from tracking.trial_runs import finished_hashes
 
     if cluster is not None:
-        check_resources(o.cpus_per_trial, o.gpus_per_trial)
+        check_resources(o.ray)
         if cluster.dashboard_url:
             console.print(f"Ray dashboard: {cluster.dashboard_url}", highlight=False)
     parent = open_parent(client, experiment_id, plan.sweep_hash,
@@ -149,19 +128,18 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
     store = o.store.resolve()
     shared = {"spec": plan.base.to_dict(), "store": str(store), "tracking_uri": uri,
               "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
-              "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.cpus_per_trial,
+              "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,
               "test_crash": o.test_crash}
     view = SweepView(plan.units, done, trials, plan.base.method.rounds, console,
                      f"{plan.base.data.task} sweep {plan.sweep_hash[:8]}")
-    resources = {"cpu": o.cpus_per_trial, "gpu": o.gpus_per_trial}
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, resources),
+        tune.with_resources(run_trial, o.ray.trial_resources),
         param_space={"sweep": shared, "trial": tune.grid_search(trials)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=o.max_concurrent, reuse_actors=True,
+        tune_config=tune.TuneConfig(max_concurrent_trials=o.ray.max_concurrent, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=f"{plan.sweep_hash}-{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=str(store / "ray-tune"), verbose=0, callbacks=[view],
-                                  failure_config=tune.FailureConfig(max_failures=o.max_failures)))
+                                  failure_config=tune.FailureConfig(max_failures=o.ray.max_failures)))
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray.air")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:  # the live view reports failures; Tune would also print every traceback

@@ -35,7 +35,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mte.cli_options import DATA_DIR_OPTION, EXPERIMENT_OPTION, STORE_OPTION, TRACKING_URI_OPTION, hparam_options
+from mte.cli_options import (
+    ARTIFACT_LOCATION_OPTION,
+    DATA_DIR_OPTION,
+    EXPERIMENT_OPTION,
+    STORE_OPTION,
+    TRACKING_URI_OPTION,
+    hparam_options,
+)
 from mte.errors import MteError
 from mte.hparams import (
     HPARAM_GROUPS,
@@ -46,6 +53,7 @@ from mte.hparams import (
     RunSpec,
     TrainHparams,
 )
+from sweeps.cluster import RayOptions
 
 console = Console(stderr=True)
 SEARCHES = {"optuna": "optuna", "hyperopt": "hyperopt", "random": None, "grid": None}  # name → library needed
@@ -71,13 +79,7 @@ class TauOptions:
     experiment: str = "mte"
     tracking_uri: str | None = None
     artifact_location: str | None = None
-    ray_address: str | None = None
-    num_cpus: int | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
-    max_failures: int = 1
-    dashboard: bool = True
+    ray: RayOptions = field(default_factory=RayOptions)
     top: int = 5
     report_dir: Path = Path("mte-report")
 
@@ -105,7 +107,7 @@ class TuningOutcome:
 
 # ---- command ------------------------------------------------------------------------------------------
 
-@hparam_options(*HPARAM_GROUPS, exclude=("tau", "holdout", "bagging_fraction"))
+@hparam_options(*HPARAM_GROUPS, RayOptions, exclude=("tau", "holdout", "bagging_fraction"))
 def tune_tau(
     num_samples: int = typer.Option(8, "--num-samples", help="τ samples (trials); with --search grid, grid points."),
     search: str = typer.Option("optuna", "--search", help="optuna (TPE), hyperopt (TPE), random (log-uniform) "
@@ -127,15 +129,7 @@ def tune_tau(
     store: Path = STORE_OPTION,
     experiment: str = EXPERIMENT_OPTION,
     tracking_uri: str | None = TRACKING_URI_OPTION,
-    artifact_location: str | None = typer.Option(None, "--artifact-location",
-                                                 help="Artifact location of a new experiment."),
-    ray_address: str | None = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
-    num_cpus: int | None = typer.Option(None, "--num-cpus", help="CPUs of the local Ray instance (default: all)."),
-    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPUs (torch threads) per trial."),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs per trial (fractions share one)."),
-    max_concurrent: int | None = typer.Option(None, "--max-concurrent", help="At most this many trials at once."),
-    max_failures: int = typer.Option(1, "--max-failures", help="Retries of a trial that raised or died."),
-    dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard", help="Ray dashboard with a local Ray."),
+    artifact_location: str | None = ARTIFACT_LOCATION_OPTION,
     report_dir: Path = typer.Option(Path("mte-report"), "--report-dir", help="The plot goes to "
                                                                              "<dir>/tune-tau/."),
     hparams: dict | None = None,
@@ -152,9 +146,7 @@ def tune_tau(
     o = TauOptions(spec=spec, search=search, num_samples=num_samples, tau_min=tau_min, tau_max=tau_max,
                    seeds=seeds_per_sample, objective=objective, tune_on=tune_on, early_stop=early_stop,
                    search_seed=search_seed, data_dir=data_dir, store=store, experiment=experiment,
-                   tracking_uri=tracking_uri, artifact_location=artifact_location, ray_address=ray_address,
-                   num_cpus=num_cpus, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                   max_concurrent=max_concurrent, max_failures=max_failures, dashboard=dashboard, top=top,
+                   tracking_uri=tracking_uri, artifact_location=artifact_location, ray=hparams[RayOptions], top=top,
                    report_dir=report_dir)
     outcome = run_tuning(o)
     if outcome.best_tau is None or outcome.failed:
@@ -194,9 +186,8 @@ def validate(o: TauOptions) -> TauOptions:
     search_library(o.search)
 
     from mte.lottery import prepare_spec
-    from sweeps.runner import validate_resources
 
-    validate_resources(o)  # duck-typed: the same resource fields as a sweep's options
+    o.ray.validate()
     return dataclasses.replace(o, spec=prepare_spec(o.spec))
 
 
@@ -253,15 +244,14 @@ def run_tuning(o: TauOptions) -> TuningOutcome:
     o = validate(o)
     data_dir = data_mod.resolve_data_dir(o.data_dir)
     fingerprint = data_mod.data_fingerprint(get_task(o.spec.data.task), data_dir)
-    if not o.ray_address:
-        check_local_gpus(o.gpus_per_trial)
+    check_local_gpus(o.ray)
     uri = resolve_tracking_uri(o.tracking_uri)
     client = check_reachable(uri)
     experiment_id = ensure_experiment(client, o.experiment, o.artifact_location
                                       or default_artifact_location(uri, o.experiment))
-    cluster = connect(o.ray_address, o.num_cpus, o.dashboard)
+    cluster = connect(o.ray)
     try:
-        check_resources(o.cpus_per_trial, o.gpus_per_trial)
+        check_resources(o.ray)
         if cluster.dashboard_url:
             console.print(f"Ray dashboard: {cluster.dashboard_url}", highlight=False)
         parent = tracked.open_tuning(client, experiment_id, _run_name(o), _parent_tags(o, fingerprint, data_dir),
@@ -311,7 +301,7 @@ def _tune(o: TauOptions, uri: str, experiment_id: str, parent: str, data_dir: Pa
     store = o.store.resolve()
     shared = {"spec": o.spec.to_dict(), "store": str(store), "tracking_uri": uri, "experiment_id": experiment_id,
               "parent_run_id": parent, "data_dir": str(data_dir) if data_dir else None, "seeds": o.seeds,
-              "objective": o.objective, "tune_on": o.tune_on, "cpus_per_trial": o.cpus_per_trial,
+              "objective": o.objective, "tune_on": o.tune_on, "cpus_per_trial": o.ray.cpus_per_trial,
               "milestones": o.milestones}
     search_alg, space, num_samples = search_setup(o)
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=o.milestones, grace_period=1,
@@ -319,16 +309,16 @@ def _tune(o: TauOptions, uri: str, experiment_id: str, parent: str, data_dir: Pa
     progress = TauProgress(o.milestones)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(tau_trial, shared=shared),
-                            {"cpu": o.cpus_per_trial, "gpu": o.gpus_per_trial}),
+                            o.ray.trial_resources),
         param_space=space,
         tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=search_alg, scheduler=scheduler,
-                                    num_samples=num_samples, max_concurrent_trials=o.max_concurrent,
+                                    num_samples=num_samples, max_concurrent_trials=o.ray.max_concurrent,
                                     reuse_actors=False,  # a stopped trial's process, and its store locks, must go
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=f"tune-tau-{o.spec.data.task}-{o.spec.method.method}-"
                                        f"{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=str(store / "ray-tune"), verbose=0, callbacks=[progress],
-                                  failure_config=tune.FailureConfig(max_failures=o.max_failures)))
+                                  failure_config=tune.FailureConfig(max_failures=o.ray.max_failures)))
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray.air")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:  # failures get one line each; Tune would also print every traceback
