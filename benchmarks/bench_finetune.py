@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     non_emb = non_embedding_parameters(probe)
     total_params = sum(p.numel() for p in probe.parameters())
     print(f"model {args.model}: {total_params / 1e6:.1f}M parameters, {non_emb / 1e6:.2f}M outside embeddings, "
-          f"{cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, mte attention {cfg._attn_implementation}",
+          f"{cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}; mte trains with {_training_attention()}",
           flush=True)
     warm_up(probe, setup)
     del probe
@@ -112,6 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     peaks.append(matmul_peak(args.matmul_seconds))
     print_matmul(peaks[1], "after")
     summarise(args, setup, runs, peaks, non_emb, cfg, steps)
+
+
+def _training_attention() -> str:
+    from mte.training import default_device
+
+    if default_device().type == "cpu":
+        return "lane dropout and attention 'mte_cpu' (eager math while training, SDPA in evaluation)"
+    return "PyTorch dropout and SDPA attention"
 
 
 def warm_up(net, setup) -> None:

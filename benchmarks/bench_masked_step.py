@@ -5,9 +5,11 @@ batches of the MRPC epoch. The mask is magnitude pruning of the pretrained weigh
 to `--sparsity`. Every block rewinds the model to the pretrained weights, runs `--steps` steps and drops the
 first one (it also allocates AdamW's state); the modes alternate which goes first, and the target figure is the
 median over rounds of (masked block time / dense block time). `--l1` also times the masked step with the L1
-regulariser of RANDOM-LT/ACTIVE-LT (τ = 1e-4), reported without a target.
+regulariser of RANDOM-LT/ACTIVE-LT (τ = 1e-4), reported without a target. `--torch-dropout` also times the dense
+step with PyTorch's own dropout (nn.Dropout, SDPA's attention dropout) on a second, identical model instead of
+mte.dropout's lane masks: the dropout lever, measured on the same batches, interleaved.
 
-    python benchmarks/bench_masked_step.py [--steps 12] [--rounds 6] [--sparsity 0.3] [--l1]
+    python benchmarks/bench_masked_step.py [--steps 12] [--rounds 6] [--sparsity 0.3] [--l1] [--torch-dropout]
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--sparsity", type=float, default=0.3)
     parser.add_argument("--l1", action="store_true", help="also time masked + L1 regulariser")
+    parser.add_argument("--torch-dropout", action="store_true",
+                        help="also time the dense step with PyTorch's dropout (the dropout lever)")
     args = parser.parse_args(argv)
     if args.steps < 2:
         parser.error("--steps must be at least 2 (the first step of a block is not timed)")
@@ -48,6 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     mask = magnitude_prune(weights, dense, round(args.sparsity * dense.total))
     reg = Regulariser(1e-4, random_coefficients({n: w.shape for n, w in weights.items()}, args.sparsity, args.seed))
     modes = {"dense": (None, None), "masked": (mask, None)} | ({"masked+L1": (mask, reg)} if args.l1 else {})
+    stock = None  # the same model with PyTorch's dropout: lane dropout is installed in place, so a second copy
+    if args.torch_dropout:
+        modes["torch-dropout"] = (None, None)
+        stock = load_model(setup.spec.model, setup.task, setup.seed)
     print(f"mask: {mask.sparsity:.1%} of {dense.total:,} prunable weights pruned by magnitude; "
           f"{args.steps} steps per block ({args.steps - 1} timed), {args.rounds} rounds, batch {args.batch_size}",
           flush=True)
@@ -58,9 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     names = list(modes)
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            initial.rewind(net)
+            lane = name != "torch-dropout"
+            model = net if lane else stock
+            initial.rewind(model)
             stamps: list[tuple[float, float]] = []
-            run_mte(setup, args.steps, mask=modes[name][0], reg=modes[name][1], net=net, name=name, stamps=stamps)
+            run_mte(setup, args.steps, mask=modes[name][0], reg=modes[name][1], net=model, name=name, stamps=stamps,
+                    lane_dropout=lane)
             steps = np.diff(np.asarray(stamps), axis=0)  # (steps - 1, [wall, cpu])
             block[name].append(float(steps[:, 0].sum()))
             block_cpu[name].append(float(steps[:, 1].sum()))
@@ -78,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         met = "met" if ratio <= TARGET else "MISSED"
         verdict = f"target ≤ {TARGET:.2f}: {met}" if name == "masked" else "no target"
         print(f"  ratio {name} / dense: {ratio:.3f}× wall ({verdict}); {cpu:.3f}× CPU time")
+        if name == "torch-dropout":
+            print(f"  dropout lever: dense step with lane dropout / with PyTorch's dropout = {1 / ratio:.3f}× wall")
     print(f"  load average at the end: {load_average()}")
 
 

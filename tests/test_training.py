@@ -142,3 +142,16 @@ def test_limits_apply(generated_glue):
     train, dev, test, _ = load_data(spec, generated_glue)
     assert (len(train), len(dev), len(test)) == (24, 16, 16)
     assert int(train.lengths.max()) <= 48
+
+
+def test_cpu_fine_tune_trains_with_lane_dropout_unless_told_not_to(ws):
+    from mte.dropout import ATTENTION_NAME, LaneDropout
+
+    spec, w = ws
+    run(spec, w)
+    assert any(isinstance(m, LaneDropout) for m in w.net.modules())
+    assert w.net.config._attn_implementation == ATTENTION_NAME
+    stock = load_model(spec.model, get_task("mrpc"), seed=0)
+    fine_tune(stock, w.task, w.train, w.dev, None, spec.train, 0, w.pad_id, lane_dropout=False)
+    assert not any(isinstance(m, LaneDropout) for m in stock.modules())
+    assert any(type(m) is nn.Dropout for m in stock.modules())
