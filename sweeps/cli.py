@@ -34,7 +34,7 @@ def sweep(
                                                           "active-lt, random-lt."),
     seeds: int = typer.Option(20, "--seeds", help="Seeds 0..N-1 of every method; one Ray Tune trial each."),
     preset: str | None = typer.Option(None, "--preset", help="Named option set: 'quick' (MiniLM, 3 seeds, "
-                                                               "a real MRPC subset; ~15 min on 2 CPU cores)."),
+                                                               "a real MRPC subset; ~6 min on 2 CPU cores)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the experiment's latest sweep with its "
                                                         "recorded options (options given here still win)."),
     data_dir: Path | None = DATA_DIR_OPTION,
