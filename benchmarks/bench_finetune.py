@@ -115,9 +115,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _training_attention() -> str:
+    from mte.dropout import used_by_default
     from mte.training import default_device
 
-    if default_device().type == "cpu":
+    if used_by_default(default_device()):
         return "lane dropout and attention 'mte_cpu' (eager math while training, SDPA in evaluation)"
     return "PyTorch dropout and SDPA attention"
 

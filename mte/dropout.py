@@ -23,6 +23,11 @@ ATTENTION_NAME = "mte_cpu"
 _LANES_PER_WORD = 4  # int16 lanes in one int64 draw
 
 
+def used_by_default(device: torch.device) -> bool:
+    """Whether `fine_tune` trains with lane dropout on `device` unless told otherwise: on CPUs only."""
+    return device.type == "cpu"
+
+
 def keep_scale(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """Multiplier of inverted dropout: 1/(1−p) where an element is kept, 0 where it is dropped."""

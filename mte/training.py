@@ -129,7 +129,9 @@ def fine_tune(
     assert hp.lr is not None, "resolve the learning rate first"
     device = device or default_device()
     net.to(device)
-    if lane_dropout if lane_dropout is not None else device.type == "cpu":
+    if lane_dropout is None:
+        lane_dropout = dropout.used_by_default(device)
+    if lane_dropout:
         dropout.install(net)
     start = time.perf_counter()
     torch.manual_seed(seed)  # dropout
