@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 import torch
@@ -26,9 +25,9 @@ import torch.nn.functional as F
 
 from mte import data as data_mod
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-from mte.lottery import load_data, prepare_spec
+from mte.lottery import load_data
 from mte.models import load_model, resolve_model_path
-from mte.tasks import TaskSpec, get_task
+from mte.tasks import TaskSpec
 from mte.training import fine_tune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,12 +117,11 @@ class Setup:
 def load_setup(args, task_name: str = "mrpc") -> Setup:
     data_dir = data_mod.resolve_data_dir(args.data_dir)
     data = DataHparams(task=task_name, max_length=args.max_length, train_limit=getattr(args, "train_limit", None))
-    spec = prepare_spec(RunSpec(data, ModelHparams(args.model),
-                                TrainHparams(lr=args.lr, epochs=getattr(args, "epochs", 1),
-                                             batch_size=args.batch_size),
-                                MethodHparams(), seed=args.seed))
-    train, dev, test, pad_id = load_data(spec, data_dir)
-    return Setup(spec, get_task(task_name), train, dev, test, pad_id, data_dir)
+    spec = RunSpec(data, ModelHparams(args.model),
+                   TrainHparams(lr=args.lr, epochs=getattr(args, "epochs", 1), batch_size=args.batch_size),
+                   MethodHparams(), seed=args.seed).resolved()
+    d = load_data(spec, data_dir)
+    return Setup(spec, d.task, d.train, d.dev, d.test, d.pad_id, data_dir)
 
 
 @dataclass

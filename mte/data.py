@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from mte.errors import MteError
+from mte.hparams import DataHparams
+from mte.paths import DATA_DIR_ENV
 from mte.tasks import TaskSpec
-
-DATA_DIR_ENV = "MTE_DATA_DIR"
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class RawSplit:
 
     def __len__(self) -> int:
         return len(self.texts[0])
+
+    def subset(self, index: np.ndarray | slice) -> RawSplit:
+        pick = (lambda col: col[index]) if isinstance(index, slice) else (lambda col: tuple(col[i] for i in index))
+        return RawSplit(tuple(pick(t) for t in self.texts), None if self.labels is None else self.labels[index],
+                        self.source)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
@@ -144,6 +149,50 @@ def load_split(task: TaskSpec, data_dir: Path | None, split: str) -> RawSplit | 
     if split == "test" and not path.exists():
         return None
     return read_tsv_split(task, path, split)
+
+
+def load_splits(task: TaskSpec, data_dir: Path | None, hp: DataHparams) -> dict[str, RawSplit | None]:
+    """train, dev and test with the limits applied (before tokenising: quick runs skip the rest)."""
+    splits = {}
+    for split in ("train", "dev", "test"):
+        raw = load_split(task, data_dir, split)
+        limit = hp.train_limit if split == "train" else hp.eval_limit
+        if raw is not None and limit is not None and limit < len(raw):
+            raw = raw.subset(slice(0, limit))
+        splits[split] = raw
+    return splits
+
+
+@dataclass
+class TaskData:
+    """One task's splits, tokenised: what every fine-tune of a seed trains and evaluates on."""
+
+    task: TaskSpec
+    train: TokenizedSplit
+    dev: TokenizedSplit  # the train holdout when tuning τ
+    test: TokenizedSplit | None
+    pad_id: int
+
+
+def load_task_data(task: TaskSpec, data_dir: Path | None, hp: DataHparams, tokenizer) -> TaskData:
+    """The splits, tokenised. With a holdout (tuning τ), held-out train examples stand in for dev and test is
+    dropped: dev and test stay unseen."""
+    raw = load_splits(task, data_dir, hp)
+    train, dev, test = (None if raw[s] is None else tokenize(raw[s], tokenizer, hp.max_length)
+                        for s in ("train", "dev", "test"))
+    if hp.holdout > 0:
+        keep, held = holdout_split(len(train), hp.holdout)
+        train, dev, test = train.subset(keep), train.subset(held), None
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return TaskData(task, train, dev, test, pad)
+
+
+def eval_labels(task: TaskSpec, data_dir: Path | None, hp: DataHparams) -> np.ndarray:
+    """The labels a run's dev logits are scored against (the train holdout's when tuning), without tokenising."""
+    raw = load_splits(task, data_dir, hp)
+    if hp.holdout > 0:
+        return raw["train"].labels[holdout_split(len(raw["train"]), hp.holdout)[1]]
+    return raw["dev"].labels
 
 
 def data_fingerprint(task: TaskSpec, data_dir: Path | None) -> str:

@@ -9,24 +9,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from mte.errors import MteError
+from mte.fields import check, from_dict, group, hp, to_dict
+from mte.tasks import TASKS, TaskSpec, get_task
 
 METHODS = ("baseline", "bagging", "base-lt", "active-lt", "random-lt")
 LOTTERY_METHODS = ("base-lt", "active-lt", "random-lt")
 REGULARISED_METHODS = ("active-lt", "random-lt")
-
-
-def hp(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+PAPER_LR = 2e-5
+# Learning rates at which a model trains well in 3 epochs (measured; see README, "Learning rate").
+MODEL_DEFAULT_LR = {"minilm": 1e-4}
 
 
 @dataclass(frozen=True)
 class DataHparams:
-    task: str = hp("mrpc", "GLUE task: mrpc, sts-b, cola, sst-2, qnli, rte, qqp, mnli.")
+    PANEL: ClassVar[str] = "Data"
+    task: str = hp("mrpc", "GLUE task (Hugging Face names such as stsb work too).",
+                   metavar="[" + "|".join(TASKS) + "]")
     max_length: int = hp(128, "Maximum tokens per example (pair), longer ones are truncated.")
     train_limit: int | None = hp(None, "Use only the first N training examples (quick runs, tests).")
     eval_limit: int | None = hp(None, "Use only the first N dev and test examples (quick runs, tests).")
@@ -36,12 +38,14 @@ class DataHparams:
 
 @dataclass(frozen=True)
 class ModelHparams:
+    PANEL: ClassVar[str] = "Model"
     model: str = hp("minilm", "Hugging Face model id or local path; 'minilm' is the bundled all-MiniLM-L6-v2.")
     dropout: float = hp(0.1, "Dropout of hidden states, attention and the classifier.")
 
 
 @dataclass(frozen=True)
 class TrainHparams:
+    PANEL: ClassVar[str] = "Fine-tuning"
     lr: float | None = hp(None, "Peak learning rate, decayed linearly to 0 within each fine-tune. "
                                 "Unset: the model's default (2e-5 as in the paper; minilm: see README).")
     epochs: int = hp(3, "Epochs per fine-tune.")
@@ -53,7 +57,8 @@ class TrainHparams:
 
 @dataclass(frozen=True)
 class MethodHparams:
-    method: str = hp("baseline", "baseline, bagging, base-lt, active-lt or random-lt.")
+    PANEL: ClassVar[str] = "Method"
+    method: str = hp("baseline", "Method of this seed.", choices=METHODS)
     bagging_fraction: float = hp(0.9, "Fraction of train each BAGGING member sees (drawn without replacement).")
     sparsity: float = hp(0.3, "Fraction of prunable weights removed by the end of IMP.")
     rounds: int = hp(3, "IMP rounds; each removes sparsity/rounds of the original prunable weights.")
@@ -66,7 +71,7 @@ class MethodHparams:
         return ("method", *by_method.get(self.method, ("sparsity", "rounds", "tau")))
 
 
-HPARAM_GROUPS = (DataHparams, ModelHparams, TrainHparams, MethodHparams)
+MIN_MAX_LENGTH = 8
 
 
 def non_default(obj: Any, only: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -89,24 +94,41 @@ def digest(payload: Any, n: int = 16) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that determines one seed's result. `lr` must be resolved (see `models.resolve_lr`)."""
+    """Everything that determines one seed's result. Hash it only once `resolved()` (the lr made explicit)."""
 
-    data: DataHparams
-    model: ModelHparams
-    train: TrainHparams
-    method: MethodHparams
-    seed: int
+    data: DataHparams = group(DataHparams)
+    model: ModelHparams = group(ModelHparams)
+    train: TrainHparams = group(TrainHparams)
+    method: MethodHparams = group(MethodHparams)
+    seed: int = hp(0, "Seed: head initialisation, data order, dropout, random masks, bagging subset.")
+
+    @property
+    def task(self) -> TaskSpec:
+        return get_task(self.data.task)
+
+    def with_method(self, method: str | None = None, seed: int | None = None, **method_fields: Any) -> RunSpec:
+        """This spec for another method, seed or method hyperparameter (e.g. one unit of a sweep)."""
+        fields = method_fields | ({"method": method} if method is not None else {})
+        return dataclasses.replace(self, method=dataclasses.replace(self.method, **fields),
+                                   seed=self.seed if seed is None else seed)
+
+    def resolved(self) -> RunSpec:
+        """Validated, with model-dependent defaults (the learning rate) made explicit, so the hash says them."""
+        self.validate()
+        if self.train.lr is not None:
+            return self
+        lr = MODEL_DEFAULT_LR.get(self.model.model, PAPER_LR)
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, lr=lr))
 
     def validate(self) -> RunSpec:
-        from mte.tasks import get_task
-
-        get_task(self.data.task)
+        check(self)
+        self.task  # noqa: B018 (raises for an unknown task)
         m = self.method
         if m.method not in METHODS:
             raise MteError(f"unknown method {m.method!r}; choose one of: {', '.join(METHODS)}")
-        if not (0.0 <= m.sparsity < 1.0) or math.isnan(m.sparsity):
+        if not (0.0 <= m.sparsity < 1.0):
             raise MteError(f"sparsity must be in [0, 1), got {m.sparsity}")
-        if m.tau < 0 or math.isnan(m.tau):
+        if m.tau < 0:
             raise MteError(f"tau must be >= 0, got {m.tau}")
         if m.rounds < 1:
             raise MteError(f"rounds must be >= 1, got {m.rounds}")
@@ -119,10 +141,18 @@ class RunSpec:
             raise MteError(f"learning rate must be > 0, got {t.lr}")
         if t.epochs < 1 or t.batch_size < 1:
             raise MteError("epochs and batch size must be >= 1")
-        if not (0.0 <= self.data.holdout < 1.0):
-            raise MteError(f"holdout must be in [0, 1), got {self.data.holdout}")
+        if t.max_grad_norm <= 0 or t.weight_decay < 0:
+            raise MteError("max-grad-norm must be > 0 and weight-decay >= 0")
+        if not (0.0 <= self.model.dropout < 1.0):
+            raise MteError(f"dropout must be in [0, 1), got {self.model.dropout}")
+        d = self.data
+        if d.max_length < MIN_MAX_LENGTH:
+            raise MteError(f"max-length must be >= {MIN_MAX_LENGTH} (room for the special tokens and some text), "
+                           f"got {d.max_length}")
+        if not (0.0 <= d.holdout < 1.0):
+            raise MteError(f"holdout must be in [0, 1), got {d.holdout}")
         for name in ("train_limit", "eval_limit"):
-            v = getattr(self.data, name)
+            v = getattr(d, name)
             if v is not None and v < 1:
                 raise MteError(f"{name.replace('_', '-')} must be >= 1, got {v}")
         return self
@@ -151,22 +181,15 @@ class RunSpec:
         return digest(payload)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "data": dataclasses.asdict(self.data),
-            "model": dataclasses.asdict(self.model),
-            "train": dataclasses.asdict(self.train),
-            "method": dataclasses.asdict(self.method),
-            "seed": self.seed,
-        }
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
-        return cls(DataHparams(**d["data"]), ModelHparams(**d["model"]), TrainHparams(**d["train"]),
-                   MethodHparams(**d["method"]), int(d["seed"]))
+        return from_dict(cls, d)
 
     def flat(self) -> dict[str, Any]:
         """One-level dict (e.g. for tracking params)."""
         out: dict[str, Any] = {"seed": self.seed}
-        for group in (self.data, self.model, self.train, self.method):
-            out |= dataclasses.asdict(group)
+        for part in (self.data, self.model, self.train, self.method):
+            out |= dataclasses.asdict(part)
         return out

@@ -61,15 +61,16 @@ REGRESSION = {"pearson": pearson, "spearman": spearman}
 
 def predictions(task: TaskSpec, outputs: np.ndarray) -> np.ndarray:
     """Class ids (argmax of logits or probabilities) or regression scores from outputs (..., n, k)."""
+    outputs = np.asarray(outputs)
     return outputs[..., 0] if task.is_regression else outputs.argmax(-1)
 
 
-def task_metrics(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray | float]:
-    """All of the task's metrics (in `task.metrics` order) for outputs of shape (..., n, k)."""
-    pred = predictions(task, np.asarray(outputs))
+def score(task: TaskSpec, pred: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric of the task (in `task.metrics` order) for predictions (..., n) → arrays of shape (...)."""
     table = REGRESSION if task.is_regression else CLASSIFICATION
-    out = {}
-    for name in task.metrics:
-        value = table[name](pred, labels)
-        out[name] = float(value) if np.ndim(value) == 0 else value
-    return out
+    return {name: np.asarray(table[name](pred, labels), dtype=float) for name in task.metrics}
+
+
+def task_metrics(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray | float]:
+    """`score` of outputs (..., n, k); a plain float where there is one value."""
+    return {k: float(v) if v.ndim == 0 else v for k, v in score(task, predictions(task, outputs), labels).items()}

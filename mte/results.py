@@ -1,4 +1,11 @@
-"""What one seed produces, and its on-disk form (JSON + .npy + mask; no pickle).
+"""What one fine-tune and one seed produce, and their on-disk forms in the result store (JSON + .npy + masks;
+no pickle).
+
+Folder schema of a fine-tune (`finetunes/<key>/`):
+- `finetune.json`: the `FineTuneRecord` (mask sparsity, regularised, per-epoch metrics, steps, wall time);
+- `dev_logits.npy`, `test_logits.npy` (if the task has a test split) of the fine-tuned model;
+- `pruned-<count>.safetensors`: the mask pruned from this fine-tune's weights to <count> removed weights
+  (added by the IMP round that needs it; one fine-tune can serve several prune targets).
 
 Folder schema of a seed result (`runs/<key>/`):
 - `result.json`: key, spec (all hyperparameters), metrics, per-fine-tune records, wall time;
@@ -44,6 +51,28 @@ class FineTuneRecord:
     @property
     def metrics(self) -> dict[str, float]:
         return {k: v for k, v in self.epochs[-1].items() if k != "epoch"}
+
+
+FINE_TUNE_JSON = "finetune.json"
+
+
+def pruned_mask_name(pruned: int) -> str:
+    return f"pruned-{pruned}.safetensors"
+
+
+def save_fine_tune(folder: Path, record: FineTuneRecord, logits: dict[str, np.ndarray]) -> None:
+    """Write a fine-tune's folder: its record and its logits by split ("dev", "test")."""
+    (folder / FINE_TUNE_JSON).write_text(json.dumps(dataclasses.asdict(record), indent=2))
+    for split, arr in logits.items():
+        save_array(folder / f"{split}_logits.npy", arr)
+
+
+def load_fine_tune(folder: Path) -> tuple[FineTuneRecord, dict[str, np.ndarray]]:
+    """A stored fine-tune (marked reused) and its logits by split."""
+    record = FineTuneRecord(**(json.loads((folder / FINE_TUNE_JSON).read_text()) | {"reused": True}))
+    logits = {s: load_array(folder / f"{s}_logits.npy") for s in ("dev", "test")
+              if (folder / f"{s}_logits.npy").exists()}
+    return record, logits
 
 
 @dataclass

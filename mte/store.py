@@ -15,17 +15,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-DEFAULT_STORE_ENV = "MTE_STORE"
-DEFAULT_STORE = "mte-store"
-
-
-def default_root() -> Path:
-    return Path(os.environ.get(DEFAULT_STORE_ENV, DEFAULT_STORE))
+QUARANTINE = ".quarantine"  # entries moved aside (replaced or damaged), never deleted
 
 
 class Store:
-    def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else default_root()
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
@@ -61,6 +56,15 @@ class Store:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return final
+
+    def replace(self, kind: str, key: str, writer: Callable[[Path], None]) -> Path:
+        """Like `write`, but an existing `<kind>/<key>/` is moved to `.quarantine/` first (call under the lock)."""
+        final = self.path(kind, key)
+        if final.exists():
+            aside = self.root / QUARANTINE / kind
+            aside.mkdir(parents=True, exist_ok=True)
+            os.rename(final, Path(tempfile.mkdtemp(prefix=f"{key}.", dir=aside)) / key)
+        return self.write(kind, key, writer)
 
     def add_file(self, kind: str, key: str, name: str, writer: Callable[[Path], None]) -> Path:
         """Add one file to an existing result (e.g. a further pruned mask), atomically; never replaces one."""

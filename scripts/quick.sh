@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 if [ -z "${MTE_DATA_DIR:-}" ] && [ -d ../shared/data/glue ]; then export MTE_DATA_DIR=$PWD/../shared/data/glue; fi
 mte sweep --preset quick "$@"
 mte report --experiment mte --out mte-report/quick

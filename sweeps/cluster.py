@@ -11,15 +11,17 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 from mte.errors import MteError
-from mte.hparams import hp
+from mte.fields import hp
 
 
 @dataclass(frozen=True)
 class RayOptions:
     """Where trials run and what each gets: `mte sweep` and `mte tune-tau` take the same flags, declared here."""
 
+    PANEL: ClassVar[str] = "Ray"
     ray_address: str | None = hp(None, "Join this Ray cluster instead of starting a local one.")
     num_cpus: int | None = hp(None, "CPUs of the local Ray instance (default: all).")
     cpus_per_trial: float = hp(1.0, "CPUs (torch threads) per trial.")

@@ -16,26 +16,12 @@ from typing import Any
 from mte import data as data_mod
 from mte.errors import MteError
 from mte.hparams import METHODS, MethodHparams, RunSpec, digest, non_default
-from mte.lottery import prepare_spec
-from mte.tasks import get_task
 
 CHAIN_METHOD = "active-lt"
 # Longest first (IMP trials before single fine-tunes), so no slot idles at the end behind one long trial; and
 # trials whose work overlaps (BASELINE seed s is round 0 of BASE-LT seed s; ACTIVE-LT seed 0 is BASE-LT
 # seed 0) are not run side by side, where one would wait on the other's store lock.
 TRIAL_ORDER = ("random-lt", "base-lt", "bagging", "baseline")
-
-
-def parse_methods(text: str) -> tuple[str, ...]:
-    names = [m.strip().lower() for m in text.split(",") if m.strip()]
-    if not names:
-        raise MteError("--methods is empty; give 'all' or a comma list of: " + ", ".join(METHODS))
-    if names == ["all"]:
-        return METHODS
-    unknown = [m for m in names if m not in METHODS]
-    if unknown:
-        raise MteError(f"unknown method {unknown[0]!r}; choose 'all' or a comma list of: {', '.join(METHODS)}")
-    return tuple(m for m in METHODS if m in names)
 
 
 @dataclass(frozen=True)
@@ -62,19 +48,23 @@ class SweepPlan:
     def build(cls, base: RunSpec, methods: tuple[str, ...], seeds: int, data_dir: str | Path | None) -> SweepPlan:
         if seeds < 1:
             raise MteError(f"--seeds must be >= 1, got {seeds}")
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise MteError(f"unknown method {unknown[0]!r}; choose one of: {', '.join(METHODS)}")
         for m in methods:  # validate every method's spec before anything is started or recorded
-            prepare_spec(dataclasses.replace(base, method=dataclasses.replace(base.method, method=m)))
-        base = prepare_spec(base)
+            base.with_method(m).resolved()
+        base = base.resolved()
         folder = data_mod.resolve_data_dir(data_dir)
         folder = folder.resolve() if folder is not None else None
-        task = get_task(base.data.task)
         for split in ("train", "dev"):  # fail now, not in every trial (e.g. no data dir and no internet)
-            data_mod.load_split(task, folder, split)
-        return cls(base, methods, seeds, folder, data_mod.data_fingerprint(task, folder))
+            data_mod.load_split(base.task, folder, split)
+        return cls(base, methods, seeds, folder, data_mod.data_fingerprint(base.task, folder))
+
+    def with_tau(self, tau: float) -> SweepPlan:
+        return dataclasses.replace(self, base=self.base.with_method(tau=tau).resolved())
 
     def spec(self, unit: Unit) -> RunSpec:
-        return dataclasses.replace(self.base, method=dataclasses.replace(self.base.method, method=unit.method),
-                                   seed=unit.seed)
+        return self.base.with_method(unit.method, unit.seed)
 
     def unit_hash(self, unit: Unit) -> str:
         """`RunSpec.key` with the data fingerprint: the store key of the seed's result, except for ACTIVE-LT

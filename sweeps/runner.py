@@ -8,35 +8,21 @@ requested unit is done, FAILED (or KILLED on Ctrl-C) otherwise.
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from mte.hparams import RunSpec
-from sweeps.cluster import Cluster, RayOptions, check_local_gpus, check_resources, connect
+from sweeps.options import SweepOptions
 from sweeps.plan import SweepPlan, Unit
+from sweeps.session import preflight, quiet_fit, ray_cluster, run_config
 
 console = Console(stderr=True)
-
-
-@dataclass
-class SweepOptions:
-    base: RunSpec  # shared hyperparameters; method and seed are set per unit
-    methods: tuple[str, ...]
-    seeds: int
-    data_dir: Path | None
-    store: Path
-    experiment: str = "mte"
-    tracking_uri: str | None = None
-    artifact_location: str | None = None
-    ray: RayOptions = field(default_factory=RayOptions)
-    test_crash: str | None = None  # sweeps.trial.CrashHook; tests only
 
 
 @dataclass
@@ -53,54 +39,49 @@ class SweepOutcome:
     wall_s: float = 0.0
 
 
-
-
 def run_sweep(o: SweepOptions) -> SweepOutcome:
-    from tracking.experiment import ensure_experiment, find_parent
+    """Check everything, run what the sweep's parent run does not hold yet, and record the verdict."""
+    from tracking.experiment import find_parent, open_experiment
+    from tracking.tau import tuned_tau
     from tracking.trial_runs import finished_hashes
-    from tracking.uri import check_reachable, default_artifact_location, resolve_tracking_uri
 
     start = time.perf_counter()
-    o.ray.validate()
-    plan = SweepPlan.build(o.base, o.methods, o.seeds, o.data_dir)
-    check_local_gpus(o.ray)
-    uri = resolve_tracking_uri(o.tracking_uri)
-    client = check_reachable(uri)
-    experiment_id = ensure_experiment(client, o.experiment, o.artifact_location
-                                      or default_artifact_location(uri, o.experiment))
-    previous = find_parent(client, experiment_id, plan.sweep_hash)
-    finished = finished_hashes(client, experiment_id, previous.info.run_id) if previous else {}
+    o = o.validate()
+    preflight(o.ray)
+    plan = SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
+    exp = open_experiment(o.tracking)
+    if o.tau_from_tuning:
+        found = tuned_tau(exp.client, o.tau_from_tuning, plan.base.model.model, plan.methods)
+        plan = plan.with_tau(found[0].tau)
+        for t in found:
+            console.print(f"--tau-from-tuning {o.tau_from_tuning}: {t.method}: {t.description}", highlight=False)
+    previous = find_parent(exp.client, exp.experiment_id, plan.sweep_hash)
+    finished = finished_hashes(exp.client, exp.experiment_id, previous.info.run_id) if previous else {}
     trials = plan.trials(set(finished))
-    cluster = connect(o.ray) if trials else None
-    try:
-        return _record(o, plan, client, uri, experiment_id, finished, trials, cluster, start)
-    finally:
-        if cluster is not None:
-            cluster.shutdown()
+    with ray_cluster(o.ray) if trials else contextlib.nullcontext():
+        return _record(o, plan, exp, finished, trials, start)
 
 
-def _record(o: SweepOptions, plan: SweepPlan, client: Any, uri: str, experiment_id: str, finished: dict[str, str],
-            trials: list[dict[str, Any]], cluster: Cluster | None, start: float) -> SweepOutcome:
+def _record(o: SweepOptions, plan: SweepPlan, exp: Any, finished: dict[str, str], trials: list[dict[str, Any]],
+            start: float) -> SweepOutcome:
     """Open the parent run (input is valid by now), run the trials, close it with the verdict."""
     from tracking.experiment import close_parent, open_parent
     from tracking.trial_runs import finished_hashes
 
-    if cluster is not None:
-        check_resources(o.ray)
-        if cluster.dashboard_url:
-            console.print(f"Ray dashboard: {cluster.dashboard_url}", highlight=False)
-    parent = open_parent(client, experiment_id, plan.sweep_hash,
+    client = exp.client
+    parent = open_parent(client, exp.experiment_id, plan.sweep_hash,
                          name=f"sweep-{plan.base.data.task}-{plan.sweep_hash[:8]}",
-                         tags=_parent_tags(plan, o), params=_parent_params(plan), config=recordable_config(o))
+                         tags=_parent_tags(plan, o), params=_parent_params(plan),
+                         config=_recorded(o, plan))
     done = {u for u in plan.units if plan.unit_hash(u) in finished}
-    console.print(f"sweep {plan.sweep_hash} · experiment {o.experiment!r} · parent run {parent} · "
+    console.print(f"sweep {plan.sweep_hash} · experiment {o.tracking.experiment!r} · parent run {parent} · "
                   f"{len(plan.units)} trials: {len(done)} already recorded, {len(plan.units) - len(done)} to run",
                   highlight=False)
     status, errors, interrupted = "FAILED", {}, False
     try:
         if trials:
-            errors, interrupted = _tune(plan, o, trials, done, uri, experiment_id, parent)
-        finished = finished_hashes(client, experiment_id, parent)
+            errors, interrupted = _tune(plan, o, trials, done, exp.uri, exp.experiment_id, parent)
+        finished = finished_hashes(client, exp.experiment_id, parent)
         done_units = [u for u in plan.units if plan.unit_hash(u) in finished]
         failed = [u for u in plan.units if plan.unit_hash(u) not in finished]
         status = "KILLED" if interrupted else "FINISHED" if not failed else "FAILED"
@@ -109,9 +90,9 @@ def _record(o: SweepOptions, plan: SweepPlan, client: Any, uri: str, experiment_
         raise
     finally:
         close_parent(client, parent, status)
-    outcome = SweepOutcome(experiment_id, parent, uri, done_units, failed, len(trials), plan.sweep_hash,
+    outcome = SweepOutcome(exp.experiment_id, parent, exp.uri, done_units, failed, len(trials), plan.sweep_hash,
                            interrupted, errors, time.perf_counter() - start)
-    print_summary(client, experiment_id, outcome, o)
+    print_summary(client, exp.experiment_id, outcome, o)
     return outcome
 
 
@@ -122,14 +103,13 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
     from ray import tune
 
     from sweeps.live import SweepView
-    from sweeps.trial import run_trial
+    from sweeps.trial import TEST_CRASH_ENV, run_trial
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's newer console output ignores verbose=0
-    store = o.store.resolve()
+    store = o.paths.store.resolve()
     shared = {"spec": plan.base.to_dict(), "store": str(store), "tracking_uri": uri,
               "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
               "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,
-              "test_crash": o.test_crash}
+              "test_crash": os.environ.get(TEST_CRASH_ENV)}
     view = SweepView(plan.units, done, trials, plan.base.method.rounds, console,
                      f"{plan.base.data.task} sweep {plan.sweep_hash[:8]}")
     tuner = tune.Tuner(
@@ -137,19 +117,10 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
         param_space={"sweep": shared, "trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(max_concurrent_trials=o.ray.max_concurrent, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=f"{plan.sweep_hash}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                  storage_path=str(store / "ray-tune"), verbose=0, callbacks=[view],
-                                  failure_config=tune.FailureConfig(max_failures=o.ray.max_failures)))
-    quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray.air")]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:  # the live view reports failures; Tune would also print every traceback
-        lg.setLevel(logging.CRITICAL)
-    try:
-        with view:
-            tuner.fit()
-    finally:
-        for lg, level in zip(quiet, levels, strict=True):
-            lg.setLevel(level)
+        run_config=run_config(f"{plan.sweep_hash}-{time.strftime('%Y%m%d-%H%M%S')}", str(store / "ray-tune"),
+                              [view], o.ray.max_failures))
+    with view:
+        quiet_fit(tuner)
     counts = view.counts()
     return view.errors, counts["pending"] + counts["running"] > 0
 
@@ -160,8 +131,13 @@ def _trial_name(trial: Any) -> str:
 
 def _parent_tags(plan: SweepPlan, o: SweepOptions) -> dict[str, str]:
     return {"task": plan.base.data.task, "model": plan.base.model.model, "methods": ",".join(plan.methods),
-            "seeds": str(plan.seeds), "data_fingerprint": plan.fingerprint, "store": str(o.store.resolve()),
+            "seeds": str(plan.seeds), "data_fingerprint": plan.fingerprint, "store": str(o.paths.store.resolve()),
             "data_dir": str(plan.data_dir) if plan.data_dir else "hub"}
+
+
+def _recorded(o: SweepOptions, plan: SweepPlan) -> dict[str, Any]:
+    """What `--resume` continues: the τ and lr actually used (so a newer tuning cannot change the sweep)."""
+    return dataclasses.replace(o, spec=plan.base, tau_from_tuning=None).recorded()
 
 
 def _parent_params(plan: SweepPlan) -> dict[str, Any]:
@@ -169,20 +145,12 @@ def _parent_params(plan: SweepPlan) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if k not in ("method", "seed")}
 
 
-def recordable_config(o: SweepOptions) -> dict[str, Any]:
-    """The options `--resume` reads back: hyperparameters, methods, seeds, data and store."""
-    spec = o.base.to_dict()
-    spec.pop("seed")
-    return {"hparams": spec, "methods": ",".join(o.methods), "seeds": o.seeds,
-            "data_dir": str(o.data_dir.resolve()) if o.data_dir else None, "store": str(o.store.resolve())}
-
-
 def print_summary(client: Any, experiment_id: str, outcome: SweepOutcome, o: SweepOptions) -> None:
     """Per method: seeds done, failed seeds, mean final dev metrics (read back from MLflow)."""
     from tracking.trial_runs import FINISHED, METHOD, trial_runs
 
     runs = [r for r in trial_runs(client, experiment_id, outcome.parent_run_id) if r.info.status == FINISHED]
-    table = Table(title=f"experiment {o.experiment!r} · parent run {outcome.parent_run_id} · "
+    table = Table(title=f"experiment {o.tracking.experiment!r} · parent run {outcome.parent_run_id} · "
                         f"{outcome.wall_s:.0f} s")
     names = sorted({k for r in runs for k in r.data.metrics if "/" not in k and k in _dev_metric_names(r)})
     for col in ("method", "done", "missing seeds", *[f"mean {n}" for n in names]):

@@ -1,10 +1,16 @@
 """What runs inside one `mte tune-tau` trial: K seeds of one τ, with the objective reported at every milestone.
 
-Milestones (see `sweeps/tune_tau.py`): RANDOM-LT advances its K seeds' `seed_rounds` generators together and
-scores round r of all of them; ACTIVE-LT runs seeds in order (seed i needs the final masks of seeds < i) and
-scores seeds 0..i at round r for every seed i ≥ 1. A seed's last fine-tune is reported only after its result is
-stored, and the sample's MLflow run is closed before the last report: ASHA stops a trial at its last report
-(and at any earlier one), after which nothing in the trial runs.
+- RANDOM-LT: seeds are independent; their `seed_rounds` generators are advanced together, one fine-tune each,
+  and milestone r (r = 0..rounds; the last is the ticket) scores the K seeds' round-r outputs.
+- ACTIVE-LT: seed i is regularised towards the final masks of seeds < i, so seeds run one after another.
+  Seed 0 has no earlier masks and hence no regulariser: it is the same for every τ (run once, then reused
+  from the store) and reports nothing. Milestones are the (seed i ≥ 1, round r) fine-tunes in order, scoring
+  seeds 0..i at round r; the last one is the full K-seed ensemble of tickets.
+
+Objective: the headline metric (`task.metrics[0]`) of the ensemble (mean softmax probabilities, as in
+`mte.analysis.ensembles`) or the mean single score. A seed's last fine-tune is reported only after its result
+is stored (`seed_rounds` yields it with the result), and the sample's MLflow run is closed before the last
+report: ASHA stops a trial at its last report (and at any earlier one), after which nothing in the trial runs.
 """
 
 from __future__ import annotations
@@ -21,14 +27,13 @@ from ray import tune
 from rich.console import Console
 
 from mte.analysis.ensembles import member_outputs
-from mte.data import resolve_data_dir
+from mte.data import eval_labels, resolve_data_dir
 from mte.errors import MteError
 from mte.hparams import RunSpec
-from mte.lottery import RoundEvent, load_data, prepare_spec, seed_rounds
+from mte.lottery import RoundEvent, seed_rounds
 from mte.metrics import task_metrics
-from mte.results import SeedResult
 from mte.store import Store
-from mte.tasks import TaskSpec, get_task
+from mte.tasks import TaskSpec
 from sweeps.trial import _use_assigned_devices
 from tracking import tau as tracked
 
@@ -40,10 +45,9 @@ def tau_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
     """Ray Tune trainable: `config["tau"]` from the search algorithm, `shared` the same for every sample."""
     _use_assigned_devices(shared["cpus_per_trial"])
     tau = float(config["tau"])
-    base = RunSpec.from_dict(shared["spec"])
-    spec = prepare_spec(dataclasses.replace(base, method=dataclasses.replace(base.method, tau=tau)))
-    task = get_task(spec.data.task)
-    labels = load_data(spec, resolve_data_dir(shared["data_dir"]))[1].labels.numpy()  # what the logits score
+    spec = RunSpec.from_dict(shared["spec"]).with_method(tau=tau).resolved()
+    task = spec.task
+    labels = eval_labels(task, resolve_data_dir(shared["data_dir"]), spec.data)  # what the logits score
     client = MlflowClient(shared["tracking_uri"])
     tags = {k: shared[k] for k in ("objective", "tune_on")} | {
         tracked.TASK: task.name, tracked.MODEL: spec.model.model, tracked.METHOD: spec.method.method,
@@ -73,34 +77,23 @@ def milestones(spec: RunSpec, store: Store, data_dir: str | Path | None, seeds: 
         masks = []
         for s in range(seeds):
             rounds.append([])
-            gen = seed_rounds(dataclasses.replace(spec, seed=s), store, data_dir, prior_masks=list(masks))
-            for event, result in _seed_events(gen):
+            for event in _scored(seed_rounds(dataclasses.replace(spec, seed=s), store, data_dir, list(masks))):
                 rounds[s].append(event)
                 if s > 0:  # seed 0 has no earlier masks: no regulariser, the same for every τ
                     yield event.index, [rounds[j][event.index] for j in range(s + 1)]
-                if result is not None:
-                    masks.append(result.mask)
+                if event.result is not None:
+                    masks.append(event.result.mask)
         return
-    gens = [_seed_events(seed_rounds(dataclasses.replace(spec, seed=s), store, data_dir)) for s in range(seeds)]
+    gens = [_scored(seed_rounds(dataclasses.replace(spec, seed=s), store, data_dir)) for s in range(seeds)]
     for r in range(spec.method.rounds + 1):
-        yield r, [next(g)[0] for g in gens]  # seeds in order, so concurrent trials take store locks in one order
+        yield r, [next(g) for g in gens]  # seeds in order, so concurrent trials take store locks in one order
 
 
-def _seed_events(gen) -> Iterator[tuple[RoundEvent, SeedResult | None]]:
-    """A seed's events; the last comes with the seed's result, i.e. after the science core stored it."""
-    while True:
-        event = next(gen)
+def _scored(events: Iterator[RoundEvent]) -> Iterator[RoundEvent]:
+    for event in events:
         if event.dev_logits is None:
             raise MteError(f"fine-tune {event.record.key} has no stored dev logits to score")
-        if event.index < event.count - 1:
-            yield event, None
-            continue
-        try:
-            next(gen)
-        except StopIteration as done:
-            yield event, done.value
-            return
-        raise RuntimeError("seed_rounds yielded past its last fine-tune")
+        yield event
 
 
 def objective_values(task: TaskSpec, objective: str, logits: list[np.ndarray], labels: np.ndarray

@@ -74,7 +74,6 @@ def _use_assigned_devices(cpus: float) -> None:
     if not ray.get_gpu_ids():
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     torch.set_num_threads(max(1, int(cpus)))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # bars from workers would garble the view
 
 

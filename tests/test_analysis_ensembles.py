@@ -5,7 +5,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from mte.analysis import Member, ResultSet, analyse
+from mte.analysis import AnalysisOptions, Member, ResultSet, analyse
 from mte.analysis.ensembles import ensemble_predictions, evaluate, member_outputs, protocol_problem, split_groups
 from mte.errors import MteError
 from mte.metrics import task_metrics
@@ -23,7 +23,7 @@ def test_identical_members_ensemble_equals_single_and_diff_is_zero():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 50)
     one = rng.normal(size=(50, 2))
-    a = analyse(resultset(MRPC, labels, {"baseline": [one] * 6}), groups=2, sizes=(2, 3), resamples=50)
+    a = analyse(resultset(MRPC, labels, {"baseline": [one] * 6}), AnalysisOptions(groups=2, sizes=(2, 3), resamples=50))
     row = a.table1.iloc[0]
     expected = task_metrics(MRPC, one, labels)
     for k in MRPC.metrics:
@@ -101,7 +101,7 @@ def test_too_few_seeds_gives_a_message_and_empty_ensemble_columns():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 30)
     logits = {"baseline": list(rng.normal(size=(10, 30, 2))), "base-lt": list(rng.normal(size=(7, 30, 2)))}
-    a = analyse(resultset(MRPC, labels, logits), groups=2, sizes=(2, 3, 4, 5), resamples=50)
+    a = analyse(resultset(MRPC, labels, logits), AnalysisOptions(groups=2, sizes=(2, 3, 4, 5), resamples=50))
     lt = a.table1.set_index("method").loc["base-lt"]
     assert np.isnan(lt["accuracy_ensemble"]) and np.isnan(lt["accuracy_p_vs_baseline"])
     assert not np.isnan(lt["accuracy_single"])

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mte.analysis import Member, ResultSet, build_report
+from mte.analysis import AnalysisOptions, Member, ResultSet, build_report
 from mte.errors import MteError
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 from mte.masks import Mask
@@ -35,7 +35,8 @@ def synthetic(task, methods, seeds, n=50, mask_size=200, seed=0):
 
 def test_full_report_writes_every_file(tmp_path):
     rs = synthetic(MRPC, ["baseline", "bagging", "base-lt", "active-lt", "random-lt"], range(6))
-    r = build_report(rs, tmp_path / "out", sizes=(2, 3), resamples=100, expected_seeds=range(6))
+    r = build_report(rs, tmp_path / "out", AnalysisOptions(groups=2, sizes=(2, 3), resamples=100),
+                     expected_seeds=range(6))
     assert all(p.exists() and p.stat().st_size > 0 for p in r.paths)
     assert set(r.csvs) >= {"table1_ensembles", "table2_diversity", "mask_overlap", "curves", "missing",
                            "mask_iou_base-lt", "mask_iou_active-lt", "mask_iou_random-lt"}
@@ -57,7 +58,7 @@ def test_partial_sweep_lists_missing_and_explains_short_methods(tmp_path):
     full = synthetic(MRPC, ["baseline"], range(8))
     short = synthetic(MRPC, ["random-lt"], [0, 2, 5])
     rs = ResultSet(MRPC, full.labels, full.members | short.members)
-    r = build_report(rs, tmp_path, sizes=(2, 3), resamples=50, expected_seeds=range(8),
+    r = build_report(rs, tmp_path, AnalysisOptions(groups=2, sizes=(2, 3), resamples=50), expected_seeds=range(8),
                      expected_methods=["baseline", "base-lt", "random-lt"])
     missing = set(map(tuple, pd.read_csv(r.csvs["missing"]).to_numpy().tolist()))
     assert missing == {("base-lt", s) for s in range(8)} | {("random-lt", s) for s in (1, 3, 4, 6, 7)}
@@ -68,7 +69,7 @@ def test_partial_sweep_lists_missing_and_explains_short_methods(tmp_path):
 
 def test_regression_report_has_no_diversity_table(tmp_path):
     rs = synthetic(STSB, ["baseline", "base-lt"], range(4))
-    r = build_report(rs, tmp_path, sizes=(2,), resamples=50, headline="spearman")
+    r = build_report(rs, tmp_path, AnalysisOptions(groups=2, sizes=(2,), resamples=50, headline="spearman"))
     assert "table2_diversity" not in r.csvs and "Table 2" not in r.markdown.read_text()
     assert any("regression" in n for n in r.analysis.notes)
     t1 = r.analysis.table1.set_index("method")
@@ -78,9 +79,9 @@ def test_regression_report_has_no_diversity_table(tmp_path):
 def test_bad_options_are_user_errors(tmp_path):
     rs = synthetic(MRPC, ["baseline"], range(4))
     with pytest.raises(MteError, match="no metric 'pearson'"):
-        build_report(rs, tmp_path, headline="pearson")
+        build_report(rs, tmp_path, AnalysisOptions(groups=2, sizes=(2, 3, 4, 5), headline="pearson"))
     with pytest.raises(MteError, match="groups"):
-        build_report(rs, tmp_path, groups=0)
+        build_report(rs, tmp_path, AnalysisOptions(groups=0))
 
 
 def seed_result(method, seed, logits, labels, task="mrpc"):

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import ttest_ind
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from mte.analysis import Member, ResultSet, analyse
+from mte.analysis import AnalysisOptions, Member, ResultSet, analyse
 from mte.analysis.ensembles import Combos, evaluate
 from mte.analysis.significance import (
     bootstrap_weights,
@@ -41,7 +41,7 @@ def test_t_test_equals_scipy():
 
 def test_table_p_values_are_scipy_t_tests_of_the_combination_scores():
     rs = sweep(np.random.default_rng(1), ["baseline", "base-lt", "random-lt"])
-    a = analyse(rs, groups=2, sizes=(2, 3), resamples=100)
+    a = analyse(rs, AnalysisOptions(groups=2, sizes=(2, 3), resamples=100))
     pooled = {m: evaluate(rs, m, 2, (2, 3)).pooled((2, 3))[1] for m in rs.methods}
     row = a.table1.set_index("method").loc["random-lt"]
     for k in MRPC.metrics:
@@ -102,14 +102,14 @@ def test_bootstrap_is_seeded_and_zero_for_identical_methods():
     same = list(rng.normal(size=(6, 40, 2)))
     rs = ResultSet.from_members(MRPC, labels, [Member(m, s, x.astype(np.float32))
                                                for m in ("baseline", "bagging") for s, x in enumerate(same)])
-    row = analyse(rs, sizes=(2, 3), resamples=200).table1.set_index("method").loc["bagging"]
+    row = analyse(rs, AnalysisOptions(groups=2, sizes=(2, 3), resamples=200)).table1.set_index("method").loc["bagging"]
     assert row["accuracy_gain"] == row["accuracy_gain_ci_low"] == row["accuracy_gain_ci_high"] == 0
     assert row["accuracy_mark"] == ""
 
 
 def test_bootstrap_interval_covers_a_clear_gain():
     rs = sweep(np.random.default_rng(7), ["baseline", "base-lt"], seeds=6, n=300, shift={"base-lt": 1.0})
-    row = analyse(rs, sizes=(2, 3), resamples=300).table1.set_index("method").loc["base-lt"]
+    row = analyse(rs, AnalysisOptions(groups=2, sizes=(2, 3), resamples=300)).table1.set_index("method").loc["base-lt"]
     assert 0 < row["accuracy_gain_ci_low"] < row["accuracy_gain"] < row["accuracy_gain_ci_high"]
     assert row["accuracy_mark"] == "†"  # better than BASELINE; it is BASE-LT itself, so no ‡
     assert percentile_interval(np.arange(101.0), 0.9) == pytest.approx((5.0, 95.0))

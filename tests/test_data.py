@@ -84,16 +84,17 @@ def test_length_grouped_batches_cover_every_example_once():
 def test_holdout_is_disjoint_reproducible_and_replaces_dev(generated_glue):
     from mte.data import holdout_split
     from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-    from mte.lottery import load_data, prepare_spec
+    from mte.lottery import load_data
 
     keep, held = holdout_split(1000, 0.1)
     assert len(held) == 100 and len(keep) == 900 and not set(keep) & set(held)
     again_keep, again_held = holdout_split(1000, 0.1)
     assert np.array_equal(held, again_held) and np.array_equal(keep, again_keep)
 
-    spec = prepare_spec(RunSpec(DataHparams(holdout=0.25), ModelHparams(), TrainHparams(), MethodHparams(), 3))
-    train, dev, test, _ = load_data(spec, generated_glue)
-    full, _, _, _ = load_data(dataclasses.replace(spec, data=DataHparams()), generated_glue)
+    spec = RunSpec(DataHparams(holdout=0.25), ModelHparams(), TrainHparams(), MethodHparams(), 3).resolved()
+    held_out = load_data(spec, generated_glue)
+    train, dev, test = held_out.train, held_out.dev, held_out.test
+    full = load_data(dataclasses.replace(spec, data=DataHparams()), generated_glue).train
     assert (len(train), len(dev), test) == (72, 24, None)
     _, held = holdout_split(96, 0.25)
     assert torch.equal(dev.input_ids, full.subset(held).input_ids)  # the held-out rows, not dev's
@@ -104,14 +105,14 @@ def test_holdout_rows_are_never_trained_on_and_do_not_depend_on_the_run_seed(gen
     split and scores exactly the held-out ones; no test split is scored while tuning."""
     from mte.data import holdout_split
     from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-    from mte.lottery import load_data, open_workspace, prepare_spec
+    from mte.lottery import load_data, open_workspace
 
     data = DataHparams(holdout=0.25, train_limit=64)
-    spec = prepare_spec(RunSpec(data, ModelHparams(), TrainHparams(), MethodHparams(method="random-lt"), 0))
-    full = load_data(dataclasses.replace(spec, data=DataHparams(train_limit=64)), generated_glue)[0]
+    spec = RunSpec(data, ModelHparams(), TrainHparams(), MethodHparams(method="random-lt"), 0).resolved()
+    full = load_data(dataclasses.replace(spec, data=DataHparams(train_limit=64)), generated_glue).train
     keep, held = holdout_split(64, 0.25)
     for seed in (0, 7):
-        ws = open_workspace(dataclasses.replace(spec, seed=seed), generated_glue)
+        ws = open_workspace(dataclasses.replace(spec, seed=seed), generated_glue).data
         assert torch.equal(ws.train.input_ids, full.subset(keep).input_ids)
         assert torch.equal(ws.dev.input_ids, full.subset(held).input_ids) and ws.test is None
         trained = {tuple(row.tolist()) for row in ws.train.input_ids}

@@ -5,23 +5,21 @@ import dataclasses
 import pytest
 
 from mte.errors import MteError
-from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-from mte.lottery import prepare_spec
-from mte.models import MODEL_DEFAULT_LR
+from mte.hparams import MODEL_DEFAULT_LR, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 
 
 def spec(method="baseline", seed=0, **method_kw):
     method_hp = MethodHparams(method, **method_kw)
-    return prepare_spec(RunSpec(DataHparams(), ModelHparams(), TrainHparams(), method_hp, seed))
+    return RunSpec(DataHparams(), ModelHparams(), TrainHparams(), method_hp, seed).resolved()
 
 
 def test_key_is_stable_and_lr_resolved_per_model():
     a, b = spec(), spec()
     assert a.key() == b.key()
     assert a.train.lr == MODEL_DEFAULT_LR["minilm"]  # measured default for the bundled model
-    bert = prepare_spec(RunSpec(DataHparams(), ModelHparams("bert-base-uncased"), TrainHparams(), MethodHparams(), 0))
+    bert = RunSpec(DataHparams(), ModelHparams("bert-base-uncased"), TrainHparams(), MethodHparams(), 0).resolved()
     assert bert.train.lr == 2e-5  # the paper's
-    explicit = prepare_spec(dataclasses.replace(a, train=TrainHparams(lr=1e-4)))
+    explicit = dataclasses.replace(a, train=TrainHparams(lr=1e-4)).resolved()
     assert explicit.key() == a.key()  # the default is hashed as its value
 
 

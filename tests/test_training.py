@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-from mte.lottery import load_data, open_workspace, prepare_spec
+from mte.lottery import load_data, open_workspace
 from mte.masks import Mask
 from mte.models import load_model, prunable_parameters
 from mte.pruning import magnitude_prune, random_coefficients
@@ -18,14 +18,15 @@ TINY = dict(train_limit=24, eval_limit=16, max_length=48)
 
 @pytest.fixture(scope="module")
 def ws(generated_glue):
-    spec = prepare_spec(RunSpec(DataHparams(**TINY), ModelHparams(), TrainHparams(epochs=2, batch_size=8),
-                                MethodHparams(), seed=0))
+    spec = RunSpec(DataHparams(**TINY), ModelHparams(), TrainHparams(epochs=2, batch_size=8), MethodHparams(),
+                   seed=0).resolved()
     return spec, open_workspace(spec, generated_glue)
 
 
 def run(spec, ws, seed=0, mask=None, reg=None):
     ws.initial.rewind(ws.net)
-    return fine_tune(ws.net, ws.task, ws.train, ws.dev, ws.test, spec.train, seed, ws.pad_id, mask=mask, reg=reg)
+    d = ws.data
+    return fine_tune(ws.net, d.task, d.train, d.dev, d.test, spec.train, seed, d.pad_id, mask=mask, reg=reg)
 
 
 def test_prunable_weights_are_encoder_linears_and_pooler(ws):
@@ -138,8 +139,9 @@ def test_heads_differ_by_seed():
 
 
 def test_limits_apply(generated_glue):
-    spec = prepare_spec(RunSpec(DataHparams(**TINY), ModelHparams(), TrainHparams(), MethodHparams(), 0))
-    train, dev, test, _ = load_data(spec, generated_glue)
+    spec = RunSpec(DataHparams(**TINY), ModelHparams(), TrainHparams(), MethodHparams(), 0).resolved()
+    data = load_data(spec, generated_glue)
+    train, dev, test = data.train, data.dev, data.test
     assert (len(train), len(dev), len(test)) == (24, 16, 16)
     assert int(train.lengths.max()) <= 48
 
@@ -152,6 +154,7 @@ def test_cpu_fine_tune_trains_with_lane_dropout_unless_told_not_to(ws):
     assert any(isinstance(m, LaneDropout) for m in w.net.modules())
     assert w.net.config._attn_implementation == ATTENTION_NAME
     stock = load_model(spec.model, get_task("mrpc"), seed=0)
-    fine_tune(stock, w.task, w.train, w.dev, None, spec.train, 0, w.pad_id, lane_dropout=False)
+    d = w.data
+    fine_tune(stock, d.task, d.train, d.dev, None, spec.train, 0, d.pad_id, lane_dropout=False)
     assert not any(isinstance(m, LaneDropout) for m in stock.modules())
     assert any(type(m) is nn.Dropout for m in stock.modules())

@@ -1,5 +1,5 @@
 """`mte tune-tau`: tiny real searches (local Ray, 2 CPUs; sqlite MLflow), the recorded best τ read back as
-`--tau best` would, and bad input as one line with exit 2."""
+`--tau-from-tuning` does, and bad input as one line with exit 2."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from mte.cli import app
 from mte.errors import MteError
 from mte.results import SeedResult
-from tracking.tau import resolve_best_tau, tau_for_sweep
+from tracking.tau import tuned_tau
 
 # 64 generated training pairs, a quarter of them held out: 48 trained on, 16 scored. One IMP round (+ ticket).
 TINY = ["--task", "mrpc", "--train-limit", "64", "--eval-limit", "16", "--epochs", "1", "--max-length", "48",
@@ -95,15 +95,15 @@ def test_recorded_best_tau_is_the_best_finished_sample_and_tau_best_resolves_to_
     assert parent.data.params["best_tau"] == tags["best_tau"]
     assert f"best τ = {float(tags['best_tau']):.4g}" in random_lt.output
 
-    tau, run_id = resolve_best_tau(random_lt.uri, "mrpc", "minilm", "random-lt")
-    assert (tau, run_id) == (float(best.data.params["tau"]), parent.info.run_id)
-    swept, source = tau_for_sweep("best", random_lt.uri, "mrpc", "minilm", ("baseline", "random-lt"))
-    assert swept == tau and parent.info.run_id in source and "train-holdout" in source
-    assert tau_for_sweep("3e-4", random_lt.uri, "mrpc", "minilm", ("random-lt",)) == (3e-4, None)
+    (found,) = tuned_tau(random_lt.client, "mrpc", "minilm", ("random-lt",))
+    assert (found.tau, found.run_id) == (float(best.data.params["tau"]), parent.info.run_id)
+    (swept,) = tuned_tau(random_lt.client, "mrpc", "minilm", ("baseline", "random-lt"))
+    assert swept.tau == found.tau and parent.info.run_id in swept.description
+    assert "train-holdout" in swept.description and (swept.task, swept.tune_on) == ("mrpc", "train-holdout")
     with pytest.raises(MteError, match="no finished `mte tune-tau` for task mrpc, model minilm, method active-lt"):
-        resolve_best_tau(random_lt.uri, "mrpc", "minilm", "active-lt")
+        tuned_tau(random_lt.client, "mrpc", "minilm", ("active-lt",))
     with pytest.raises(MteError, match="method active-lt"):
-        tau_for_sweep("best", random_lt.uri, "mrpc", "minilm", ("random-lt", "active-lt"))
+        tuned_tau(random_lt.client, "mrpc", "minilm", ("random-lt", "active-lt"))
 
 
 def test_plot_is_logged_and_samples_were_scored_on_the_train_holdout(random_lt):
@@ -131,8 +131,8 @@ def test_active_lt_on_dev_runs_seeds_in_order_and_is_labelled(ray_local, generat
     assert all(r.spec.data.holdout == 0.0 and r.dev_labels.shape == (16,) for r in results)
     assert results[0].prior_masks == [] and results[1].prior_masks == [results[0].mask.digest()]
     assert not any(f.regularised for f in results[0].rounds)  # τ cannot act on seed 0
-    assert resolve_best_tau(t.uri, "mrpc", "minilm", "active-lt") == (float(run.data.params["tau"]),
-                                                                       parent.info.run_id)
+    (found,) = tuned_tau(t.client, "mrpc", "minilm", ("active-lt",))
+    assert (found.tau, found.run_id) == (float(run.data.params["tau"]), parent.info.run_id)
 
 
 BAD = {
@@ -163,12 +163,12 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_tracking_store(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_sweep_tau_best_without_a_recorded_search_is_one_line(tmp_path, generated_glue):
+def test_sweep_tau_from_tuning_without_a_recorded_search_is_one_line(tmp_path, generated_glue):
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "mte", "sweep", "--methods", "random-lt", "--seeds", "1", "--tau", "best",
+        [sys.executable, "-m", "mte", "sweep", "--methods", "random-lt", "--seeds", "1", "--tau-from-tuning", "mrpc",
          "--data-dir", str(generated_glue), "--out", str(tmp_path / "s"),
          "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)

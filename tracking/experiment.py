@@ -9,6 +9,7 @@ the same parent run and its finished trials are skipped.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from mlflow import MlflowClient
@@ -16,9 +17,29 @@ from mlflow.entities import Param, Run
 from mlflow.exceptions import MlflowException
 
 from mte.errors import MteError
+from tracking.options import TrackingOptions
 from tracking.trial_runs import FINISHED, ROLE, ROLE_SWEEP, SWEEP, retry, search
+from tracking.uri import check_reachable, default_artifact_location, resolve_tracking_uri
 
 CONFIG_TAG = "sweep_config"  # JSON of the options that define the sweep (what `--resume` reads back)
+
+
+@dataclass
+class Experiment:
+    """A reachable tracking store and the experiment in it that a command records into."""
+
+    client: MlflowClient
+    uri: str
+    experiment_id: str
+    name: str
+
+
+def open_experiment(options: TrackingOptions) -> Experiment:
+    """Resolve the URI, check the store answers (one line if not), create the experiment if needed."""
+    uri = resolve_tracking_uri(options.tracking_uri)
+    client = check_reachable(uri)
+    location = options.artifact_location or default_artifact_location(uri, options.experiment)
+    return Experiment(client, uri, ensure_experiment(client, options.experiment, location), options.experiment)
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:

@@ -1,4 +1,4 @@
-"""What `mte tune-tau` records in MLflow, and reading its best τ back (`mte sweep … --tau best`).
+"""What `mte tune-tau` records in MLflow, and reading its best τ back (`mte sweep --tau-from-tuning TASK`).
 
 A tuning is one parent run (tag `mte.kind=tune-tau`) with one nested run per τ sample (`mte.kind=tau-sample`).
 Parents are never reopened: each tuning is its own record. The parent ends FINISHED only if at least one sample
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from mlflow import MlflowClient
@@ -84,58 +85,47 @@ def find_best_tuning(client: MlflowClient, task: str, model: str, method: str) -
     return next((r for r in runs if BEST_TAU in r.data.tags), None)
 
 
-def resolve_best_tau(tracking_uri: str | None, task: str, model: str, method: str) -> tuple[float, str]:
-    """(best τ, id of the tuning parent run that recorded it); MteError if no tuning matches."""
-    from mte.tasks import get_task
-    from tracking.uri import check_reachable, resolve_tracking_uri
+@dataclass(frozen=True)
+class TunedTau:
+    """A τ taken from a recorded tuning, and where it came from (what a sweep records as its τ source)."""
 
-    task = get_task(task).name
-    uri = resolve_tracking_uri(tracking_uri)
-    run = find_best_tuning(check_reachable(uri), task, model, method)
-    if run is None:
-        raise MteError(f"no finished `mte tune-tau` for task {task}, model {model}, method {method} in {uri}; "
-                       f"run `mte tune-tau --task {task} --model {model} --method {method}` first")
-    return float(run.data.tags[BEST_TAU]), run.info.run_id
+    tau: float
+    run_id: str  # the tune-tau parent run
+    task: str  # the task it was tuned on
+    method: str
+    tune_on: str  # train-holdout or dev
+    description: str  # one line for people
+
+    @classmethod
+    def of(cls, run: Run) -> TunedTau:
+        t = run.data.tags
+        where = "DEV (not held out)" if t.get(TUNE_ON) == "dev" else t.get(TUNE_ON, "?")
+        metric = run.data.params.get("objective_metric", t.get(OBJECTIVE, "?"))
+        text = (f"τ = {float(t[BEST_TAU]):.4g} from tune-tau run {run.info.run_id} ({run.info.run_name}; {metric} "
+                f"{t.get(BEST_OBJECTIVE, '?')} on {where}; best sample run {t.get(BEST_RUN, '?')})")
+        return cls(float(t[BEST_TAU]), run.info.run_id, t.get(TASK, "?"), t.get(METHOD, "?"), t.get(TUNE_ON, "?"),
+                   text)
 
 
-def describe(run: Run) -> str:
-    """One line naming where a best τ came from, flagging a τ tuned on dev (then dev is not held out)."""
-    t = run.data.tags
-    where = "DEV (not held out)" if t.get(TUNE_ON) == "dev" else t.get(TUNE_ON, "?")
-    metric = run.data.params.get("objective_metric", t.get(OBJECTIVE, "?"))
-    return (f"τ = {float(t[BEST_TAU]):.4g} from tune-tau run {run.info.run_id} ({run.info.run_name}; {metric} "
-            f"{t.get(BEST_OBJECTIVE, '?')} on {where}; best sample run {t.get(BEST_RUN, '?')})")
-
-
-def tau_for_sweep(value: str | float, tracking_uri: str | None, task: str, model: str,
-                  methods: tuple[str, ...]) -> tuple[float, str | None]:
-    """A sweep's `--tau`: a number, or 'best' → the tuned τ of its regularised method(s), with a line saying
-    where it came from (None for a number). One τ serves the whole sweep, so methods tuned to different values
-    must be swept separately."""
-    if str(value).strip().lower() != "best":
-        try:
-            return float(value), None
-        except ValueError:
-            raise MteError(f"--tau must be a number or 'best', got {value!r}") from None
+def tuned_tau(client: MlflowClient, task: str, model: str, methods: tuple[str, ...]) -> list[TunedTau]:
+    """The tuned τ of each regularised method in `methods` (tuned on `task` with `model`): one τ serves a whole
+    sweep, so they must agree. MteError (one line) if a tuning is missing or they differ."""
     from mte.hparams import REGULARISED_METHODS
     from mte.tasks import get_task
-    from tracking.uri import check_reachable, resolve_tracking_uri
 
     regularised = [m for m in methods if m in REGULARISED_METHODS]
     if not regularised:
-        raise MteError(f"--tau best: none of the methods ({', '.join(methods)}) uses τ")
-    uri = resolve_tracking_uri(tracking_uri)
-    client = check_reachable(uri)
+        raise MteError(f"--tau-from-tuning: none of the methods ({', '.join(methods)}) uses τ")
     task = get_task(task).name
-    found = {}
+    found = []
     for m in regularised:
         run = find_best_tuning(client, task, model, m)
         if run is None:
-            raise MteError(f"--tau best: no finished `mte tune-tau` for task {task}, model {model}, method {m} "
-                           f"in {uri}; run `mte tune-tau --task {task} --model {model} --method {m}` first")
-        found[m] = run
-    taus = {m: float(r.data.tags[BEST_TAU]) for m, r in found.items()}
-    if len(set(taus.values())) > 1:
-        listed = ", ".join(f"{m} {t:.4g}" for m, t in taus.items())
-        raise MteError(f"--tau best: the tuned τ differs by method ({listed}); sweep them separately with --methods")
-    return next(iter(taus.values())), "; ".join(f"{m}: {describe(r)}" for m, r in found.items())
+            raise MteError(f"no finished `mte tune-tau` for task {task}, model {model}, method {m}; run "
+                           f"`mte tune-tau --task {task} --model {model} --method {m}` first")
+        found.append(TunedTau.of(run))
+    if len({t.tau for t in found}) > 1:
+        listed = ", ".join(f"{t.method} {t.tau:.4g}" for t in found)
+        raise MteError(f"--tau-from-tuning: the tuned τ differs by method ({listed}); sweep them separately with "
+                       "--methods")
+    return found

@@ -16,9 +16,11 @@ import pandas as pd
 from mte.analysis import diversity, significance
 from mte.analysis.curves import gain_curves
 from mte.analysis.ensembles import MethodEnsembles, evaluate
+from mte.analysis.options import AnalysisOptions
 from mte.analysis.overlap import iou_matrix, mean_off_diagonal
 from mte.analysis.resultset import ResultSet, method_order
 from mte.errors import MteError
+from mte.metrics import predictions
 from mte.tasks import TaskSpec
 
 REFERENCE = "baseline"  # every gain, test and interval is against this method's ensembles
@@ -48,11 +50,7 @@ class Analysis:
         return list(self.seeds)
 
 
-def _check_options(task: TaskSpec, groups: int, sizes: Sequence[int], headline: str | None) -> str:
-    if groups < 1:
-        raise MteError(f"groups must be >= 1, got {groups}")
-    if not sizes or min(sizes) < 1:
-        raise MteError(f"ensemble sizes must be >= 1, got {list(sizes)}")
+def _headline(task: TaskSpec, headline: str | None) -> str:
     headline = headline or task.metrics[0]
     if headline not in task.metrics:
         raise MteError(f"{task.name} has no metric {headline!r}; choose one of: {', '.join(task.metrics)}")
@@ -104,7 +102,7 @@ def diversity_table(rs: ResultSet) -> pd.DataFrame:
     """Table 2: mean pairwise diversity over all pairs of a method's members."""
     rows = []
     for method in rs.methods:
-        pred = rs.logits(method).argmax(-1)
+        pred = predictions(rs.task, rs.logits(method))
         rows.append({"method": method, "members": len(pred)} | diversity.diversity(pred, rs.labels))
     return pd.DataFrame(rows)
 
@@ -129,14 +127,14 @@ def overlap_tables(rs: ResultSet, notes: list[str]) -> tuple[pd.DataFrame, dict[
     return pd.DataFrame(rows, columns=["method", "masks", "mean_iou", "min_iou", "max_iou"]), matrices
 
 
-def analyse(rs: ResultSet, groups: int = 2, sizes: Sequence[int] = (2, 3, 4, 5), headline: str | None = None,
-            expected_seeds: Iterable[int] | None = None, expected_methods: Iterable[str] | None = None,
-            resamples: int = 1000, seed: int = 0, alpha: float = 0.05, level: float = 0.95) -> Analysis:
+def analyse(rs: ResultSet, options: AnalysisOptions | None = None, expected_seeds: Iterable[int] | None = None,
+            expected_methods: Iterable[str] | None = None) -> Analysis:
     """All tables of the report. `expected_*`: what a finished sweep holds, to list what is missing."""
-    headline = _check_options(rs.task, groups, sizes, headline)
-    sizes = tuple(sorted(set(sizes)))
+    o = options or AnalysisOptions()
     if not rs.methods:
         raise MteError("no results to analyse")
+    groups, sizes = o.protocol(max(len(m) for m in rs.members.values()))
+    headline = _headline(rs.task, o.headline)
     notes: list[str] = []
     ens = {m: evaluate(rs, m, groups, sizes, extra_sizes=range(1, max(sizes) + 1)) for m in rs.methods}
     notes += [e.problem for e in ens.values() if e.problem]
@@ -169,9 +167,9 @@ def analyse(rs: ResultSet, groups: int = 2, sizes: Sequence[int] = (2, 3, 4, 5),
     return Analysis(
         task=rs.task, examples=len(rs.labels), headline=headline, groups=groups, sizes=sizes,
         seeds={m: rs.seeds(m) for m in rs.methods},
-        table1=ensemble_table(rs, ens, sizes, resamples, seed, alpha, level),
+        table1=ensemble_table(rs, ens, sizes, o.resamples, o.resample_seed, o.alpha, o.level),
         table2=table2, overlap=overlap, iou=iou,
         curves=gain_curves(ens, rs.task.metrics, range(1, max(sizes) + 1), REFERENCE),
         missing=pd.DataFrame(missing, columns=["method", "seed"]),
-        notes=notes, resamples=resamples, level=level,
+        notes=notes, resamples=o.resamples, level=o.level,
     )

@@ -15,7 +15,7 @@ from itertools import combinations
 import numpy as np
 
 from mte.analysis.resultset import ResultSet
-from mte.metrics import CLASSIFICATION, REGRESSION
+from mte.metrics import predictions, score
 from mte.tasks import TaskSpec
 
 _GATHER_BUDGET = 1 << 25  # floats gathered per chunk of combinations: bounds memory on big dev sets
@@ -44,12 +44,6 @@ def protocol_problem(method: str, n_members: int, groups: int, sizes: Sequence[i
     return (f"{method} has {n_members} seed(s): {groups} group(s) of at least {max(sizes)} are needed for "
             f"{max(sizes)}-member ensembles; its ensemble columns are left empty (ask for fewer groups or "
             f"smaller ensembles to use it)")
-
-
-def score(task: TaskSpec, pred: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric of the task for predictions (..., n): one `mte.metrics` call per metric."""
-    table = REGRESSION if task.is_regression else CLASSIFICATION
-    return {name: np.asarray(table[name](pred, labels), dtype=float) for name in task.metrics}
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ def ensemble_predictions(task: TaskSpec, outputs: np.ndarray, groups: int, size:
         chunk = max(1, budget // (size * n * k))
         for start in range(0, len(idx), chunk):
             mean = outputs[idx[start:start + chunk]].mean(axis=1)  # (c, m, n, k) → (c, n, k)
-            preds.append(mean[..., 0] if task.is_regression else mean.argmax(-1))
+            preds.append(predictions(task, mean))
         group_ids.append(np.full(len(idx), g))
     if not preds:
         return Combos(np.empty((0, n)), np.empty(0, dtype=np.intp))
@@ -120,7 +114,7 @@ def evaluate(rs: ResultSet, method: str, groups: int = 2, sizes: Sequence[int] =
              extra_sizes: Sequence[int] = ()) -> MethodEnsembles:
     """Single models and ensembles of `sizes` (plus `extra_sizes`, e.g. 1 for curves) where they fit."""
     outputs = member_outputs(rs.task, rs.logits(method))
-    single = score(rs.task, outputs[..., 0] if rs.task.is_regression else outputs.argmax(-1), rs.labels)
+    single = score(rs.task, predictions(rs.task, outputs), rs.labels)
     fits = min(len(g) for g in split_groups(len(outputs), groups)) if len(outputs) >= groups else 0
     combos, scores = {}, {}
     for m in sorted(set(sizes) | set(extra_sizes)):

@@ -18,6 +18,7 @@ import pandas as pd
 from mte.analysis import figures
 from mte.analysis.analyse import Analysis, analyse
 from mte.analysis.diversity import MEASURES
+from mte.analysis.options import AnalysisOptions
 from mte.analysis.resultset import ResultSet
 
 DIVERSITY_NAMES = {"q_statistic": "Q statistic ↓", "ratio_errors": "Ratio errors ↑",
@@ -231,12 +232,9 @@ def write_report(a: Analysis, out_dir: Path, plots: bool = True) -> ReportSummar
     return ReportSummary(out_dir, md, page, csvs, figs, a, tables)
 
 
-def build_report(rs: ResultSet, out_dir: Path, groups: int = 2, sizes: Sequence[int] = (2, 3, 4, 5),
-                 headline: str | None = None, expected_seeds: Iterable[int] | None = None,
-                 expected_methods: Iterable[str] | None = None, resamples: int = 1000, seed: int = 0,
+def build_report(rs: ResultSet, out_dir: Path, options: AnalysisOptions | None = None,
+                 expected_seeds: Iterable[int] | None = None, expected_methods: Iterable[str] | None = None,
                  plots: bool = True) -> ReportSummary:
     """Analyse `rs` and write the report. `expected_seeds`/`expected_methods`: what the finished sweep
-    will hold, so a partial one lists what is missing. `seed` seeds the bootstrap."""
-    a = analyse(rs, groups, sizes, headline, expected_seeds, expected_methods, resamples, seed)
-    return write_report(a, out_dir, plots)
-
+    will hold, so a partial one lists what is missing."""
+    return write_report(analyse(rs, options, expected_seeds, expected_methods), out_dir, plots)

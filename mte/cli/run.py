@@ -1,8 +1,7 @@
-"""The `mte` command line. Commands are thin: they parse options, call the library, and print."""
+"""`mte run`: one seed of one method through the science core, with progress bars and a table of its rounds."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,62 +17,40 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mte.cli_options import DATA_DIR_OPTION, STORE_OPTION, hparam_options
-from mte.errors import MteError
-from mte.hparams import HPARAM_GROUPS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-from sweeps.cli import sweep, ui
-from sweeps.report import report_command
-from sweeps.tune_tau import tune_tau
+from mte.cli.options import options
+from mte.hparams import RunSpec
+from mte.paths import Paths
 
-app = typer.Typer(
-    help="Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-)
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-
-@app.callback()
-def _root() -> None:
-    """Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer."""
-
-
-def _quiet_environment() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-@app.command()
-@hparam_options(*HPARAM_GROUPS)
+@options(spec=RunSpec, paths=Paths)
 def run(
-    seed: int = typer.Option(0, "--seed", help="Seed: head initialisation, data order, dropout, masks."),
-    data_dir: Path | None = DATA_DIR_OPTION,
-    store: Path = STORE_OPTION,
+    spec: RunSpec,
+    paths: Paths,
     prior_mask: list[Path] | None = typer.Option(
         None, "--prior-mask", help="active-lt: final mask file of an earlier seed (repeatable). Without it, "
                                    "seeds 0..seed-1 of active-lt are run (or loaded) first."),
-    hparams: dict | None = None,
 ) -> None:
     """Run (or load) one seed of one method: IMP + ticket fine-tune, or a dense fine-tune."""
     from mte.lottery import active_chain, run_seed
     from mte.masks import Mask
     from mte.store import Store
 
-    _quiet_environment()
-    assert hparams is not None
-    spec = RunSpec(hparams[DataHparams], hparams[ModelHparams], hparams[TrainHparams], hparams[MethodHparams],
-                   seed).validate()
-    st = Store(store)
+    spec = spec.resolved()
+    st = Store(paths.store)
+    seed = spec.seed
     with _progress() as progress:
         bar = _FineTuneBars(progress)
         if spec.method.method == "active-lt" and not prior_mask and seed > 0:
             console.print(f"active-lt seed {seed} needs the final masks of seeds 0..{seed - 1}: "
                           "running (or loading) them first")
-            result = active_chain(spec, st, range(seed + 1), data_dir, on_seed=bar.set_seed,
+            result = active_chain(spec, st, range(seed + 1), paths.data_dir, on_seed=bar.set_seed,
                                   on_step=bar.step, on_fine_tune=bar.start)[-1]
         else:
             priors = [Mask.load(p) for p in prior_mask or []]
-            result = run_seed(spec, st, data_dir, priors, on_step=bar.step, on_fine_tune=bar.start)
+            result = run_seed(spec, st, paths.data_dir, priors, on_step=bar.step, on_fine_tune=bar.start)
     _print_result(result, st)
 
 
@@ -118,22 +95,3 @@ def _print_result(result, store) -> None:
               f"(this call {result.elapsed_s:.1f}s)")
     where = "loaded from" if result.loaded else "stored in"
     out.print(f"{where} {store.path('runs', result.key)}")
-
-
-app.command()(sweep)  # orchestration (Ray Tune + MLflow) lives in sweeps/
-app.command()(ui)
-app.command("tune-tau")(tune_tau)
-app.command("report")(report_command)
-
-
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
-    try:
-        app()
-    except MteError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("interrupted; finished work is kept in the store")
-        sys.exit(130)
-

@@ -1,0 +1,144 @@
+"""Flags generated from option dataclasses (`mte.fields`), so each option is declared once.
+
+`@options(spec=RunSpec, paths=Paths)` gives a command one flag per leaf field of those dataclasses (nested ones
+flattened, with the field's help, default, environment variable and choices) and calls it with the built
+objects. A command that also takes `given` receives, per object, the field paths the user set (flag or
+environment variable): what must win over a preset or a recorded sweep.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from mte import fields
+from mte.errors import MteError
+
+CONTEXT = "_typer_context"  # Typer passes the click context to a parameter annotated typer.Context
+Given = dict[str, set[fields.Path_]]  # parameter name → paths of the fields given on the command line
+
+
+def flag(leaf: fields.Leaf) -> str:
+    return leaf.meta.get("flag") or "--" + leaf.name.replace("_", "-")
+
+
+def _is_tuple(tp: Any) -> bool:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return typing.get_origin(tp) is tuple or any(typing.get_origin(a) is tuple for a in args)
+
+
+def _tuple_item(tp: Any) -> type:
+    for t in (tp, *typing.get_args(tp)):
+        if typing.get_origin(t) is tuple:
+            return typing.get_args(t)[0]
+    raise TypeError(tp)
+
+
+def _annotation(leaf: fields.Leaf) -> Any:
+    """What Typer parses: tuples arrive as comma lists (str). Choices are listed in the help, and checked by
+    the code that owns the option (`fields.check`), whose one-line message names the choices."""
+    return str | None if _is_tuple(leaf.type) else leaf.type
+
+
+def _metavar(leaf: fields.Leaf) -> str | None:
+    choices = leaf.meta.get("choices")
+    if choices and _is_tuple(leaf.type):
+        return "all|" + ",".join(choices)
+    if choices:
+        return "[" + "|".join(choices) + "]"
+    return leaf.meta.get("metavar")
+
+
+def _default(leaf: fields.Leaf) -> Any:
+    if _is_tuple(leaf.type):
+        if leaf.default is None:
+            return None
+        if leaf.meta.get("choices") and tuple(leaf.default) == tuple(leaf.meta["choices"]):
+            return "all"
+        return ",".join(map(str, leaf.default))
+    return leaf.default
+
+
+def parse_list(leaf: fields.Leaf, text: str | None) -> tuple | None:
+    """A comma list (or 'all' of the field's choices) as the field's tuple type; one-line error if not."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    choices = leaf.meta.get("choices")
+    if choices:
+        if [i.lower() for i in items] == ["all"]:
+            return tuple(choices)
+        unknown = [i for i in items if i.lower() not in choices]
+        if not items:
+            raise MteError(f"{flag(leaf)} is empty; choose 'all' or a comma list of: {', '.join(choices)}")
+        if unknown:
+            item = leaf.name.removesuffix("s").replace("_", " ")
+            raise MteError(f"unknown {item} {unknown[0]!r}; choose 'all' or a comma list of: {', '.join(choices)}")
+        return tuple(c for c in choices if c in {i.lower() for i in items})  # canonical order, no repeats
+    item = _tuple_item(leaf.type)
+    try:
+        return tuple(item(i) for i in items)
+    except ValueError:
+        raise MteError(f"{flag(leaf)} must be a comma list of {item.__name__} values, got {text!r}") from None
+
+
+def _option(leaf: fields.Leaf, panel: str) -> Any:
+    decl = flag(leaf)
+    if leaf.type is bool:
+        decl = f"{decl}/--no-{decl[2:]}"
+    return typer.Option(_default(leaf), decl, help=leaf.meta.get("help"), envvar=leaf.meta.get("envvar"),
+                        show_envvar=bool(leaf.meta.get("envvar")), metavar=_metavar(leaf),
+                        rich_help_panel=panel)
+
+
+def options(exclude: tuple[str, ...] = (), **groups: type) -> Callable:
+    """Decorator: flags for every leaf field of each dataclass in `groups` (except the dotted paths or names in
+    `exclude`); the command receives the built objects under the same keyword names."""
+
+    def decorate(fn: Callable) -> Callable:
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.name not in groups and p.name != "given"]
+        wants_given = "given" in sig.parameters
+        hints = typing.get_type_hints(fn)
+        added: list[inspect.Parameter] = []
+        where: dict[str, tuple[str, fields.Leaf]] = {}  # python name → (group, leaf)
+        seen: dict[str, str] = {}
+        for group, cls in groups.items():
+            for leaf in fields.leaves(cls, exclude):
+                decl = flag(leaf)
+                if decl in seen:
+                    raise TypeError(f"{decl} is declared by both {seen[decl]} and {group}.{leaf.dotted}")
+                seen[decl] = f"{group}.{leaf.dotted}"
+                name = f"{group}__{'__'.join(leaf.path)}"
+                panel = getattr(leaf.owner, "PANEL", None) or leaf.owner.__name__
+                added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_option(leaf, panel),
+                                               annotation=_annotation(leaf)))
+                where[name] = (group, leaf)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = kwargs.pop(CONTEXT)
+            values: dict[str, dict[fields.Path_, Any]] = {g: {} for g in groups}
+            given: Given = {g: set() for g in groups}
+            for name, (group, leaf) in where.items():
+                value = kwargs.pop(name)
+                values[group][leaf.path] = parse_list(leaf, value) if _is_tuple(leaf.type) else value
+                source = ctx.get_parameter_source(name)
+                if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+                    given[group].add(leaf.path)
+            built = {g: fields.build(cls, values[g]) for g, cls in groups.items()}
+            return fn(*args, **kwargs, **built, **({"given": given} if wants_given else {}))
+
+        context = inspect.Parameter(CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        wrapper.__signature__ = sig.replace(parameters=[*own, *added, context])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: hints.get(p.name, p.annotation) for p in own} | {
+            p.name: p.annotation for p in [*added, context]}
+        del wrapper.__wrapped__  # make inspect use __signature__, not the wrapped function's
+        return wrapper
+
+    return decorate

@@ -1,0 +1,169 @@
+"""Options declared once: a dataclass field carries its default, help and flag; nested option dataclasses are
+walked, built from flat values, overlaid and serialised generically.
+
+The command line (`mte.cli.options`) turns every leaf field into a flag; presets are instances; a recorded
+sweep is `to_dict` and comes back with `from_dict`. So adding an option is adding one field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mte.errors import MteError
+
+T = TypeVar("T")
+Path_ = tuple[str, ...]  # a field's path through nested dataclasses, e.g. ("spec", "method", "tau")
+
+
+def hp(default: Any, help: str, *, flag: str | None = None, envvar: str | None = None,
+       choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
+    """A declared option: default, help text, and (optionally) its flag name, environment variable, the values
+    it may take (listed in `--help`; a tuple field then takes a comma list of them) and the name of its value."""
+    meta = {"help": help, "flag": flag, "envvar": envvar, "choices": choices, "metavar": metavar}
+    return field(default=default, metadata=meta)
+
+
+def group(cls: type[T]) -> T:
+    """A nested group of options (its own dataclass), default-constructed."""
+    return field(default_factory=cls, metadata={"group": True})
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One option: where it sits in the nested dataclasses, its declaration, its type and its default."""
+
+    path: Path_
+    field: dataclasses.Field
+    type: Any
+    default: Any
+    owner: type  # the dataclass that declares it
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+    @property
+    def meta(self) -> typing.Mapping[str, Any]:
+        return self.field.metadata
+
+
+def is_group(tp: Any) -> bool:
+    return dataclasses.is_dataclass(tp) and isinstance(tp, type)
+
+
+def leaves(cls: type, exclude: Iterable[str] = (), _prefix: Path_ = (), _default: Any = None) -> list[Leaf]:
+    """Every non-group field below `cls`, depth first. `exclude`: dotted paths (or bare leaf names) to skip."""
+    exclude = set(exclude)
+    default = cls() if _default is None else _default
+    hints = typing.get_type_hints(cls)
+    out: list[Leaf] = []
+    for f in dataclasses.fields(cls):
+        path = (*_prefix, f.name)
+        value = getattr(default, f.name)
+        if is_group(hints[f.name]):
+            out += leaves(hints[f.name], exclude, path, value)
+        elif ".".join(path) not in exclude and f.name not in exclude:
+            out.append(Leaf(path, f, hints[f.name], value, cls))
+    return out
+
+
+def get(obj: Any, path: Path_) -> Any:
+    for name in path:
+        obj = getattr(obj, name)
+    return obj
+
+
+def replace(obj: T, path: Path_, value: Any) -> T:
+    """`obj` with the field at `path` set to `value` (nested dataclasses are replaced, not mutated)."""
+    if len(path) == 1:
+        return dataclasses.replace(obj, **{path[0]: value})
+    return dataclasses.replace(obj, **{path[0]: replace(getattr(obj, path[0]), path[1:], value)})
+
+
+def build(cls: type[T], values: typing.Mapping[Path_, Any], base: T | None = None) -> T:
+    """`base` (default: `cls()`) with each path in `values` set."""
+    obj = cls() if base is None else base
+    for path, value in values.items():
+        obj = replace(obj, path, value)
+    return obj
+
+
+def overlay(base: T, top: T, paths: Iterable[Path_]) -> T:
+    """`base` with the values of `top` at `paths` (e.g. options given on the command line over a preset)."""
+    return build(type(base), {p: get(top, p) for p in paths}, base)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """JSON-able nested dict (paths as strings, tuples as lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(obj))
+
+
+def from_dict(cls: type[T], d: typing.Mapping[str, Any]) -> T:
+    """Inverse of `to_dict`: fields missing from `d` keep their defaults (options added later); unknown ones
+    are refused."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise MteError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, value in d.items():
+        tp = hints[name]
+        if is_group(tp):
+            kwargs[name] = from_dict(tp, value)
+        else:
+            kwargs[name] = _coerce(tp, value)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, _UnionType) and len(args) == 1:
+        return _coerce(args[0], value)
+    if origin is tuple:
+        return tuple(_coerce(args[0], v) for v in value) if args else tuple(value)
+    if tp is Path:
+        return Path(value)
+    if tp is float and isinstance(value, int | str):
+        return float(value)
+    return value
+
+
+_UnionType = type(int | None)
+
+
+def check(obj: Any) -> None:
+    """Refuse, in one line, a non-finite float (`inf`, `nan` would train to NaN and be stored) or a value outside
+    a field's choices, anywhere in nested options."""
+    for leaf in leaves(type(obj), _default=obj):
+        value = get(obj, leaf.path)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MteError(f"--{leaf.name.replace('_', '-')} must be a finite number, got {value}")
+        choices = leaf.meta.get("choices")
+        if choices and value is not None:
+            for v in value if isinstance(value, tuple) else (value,):
+                if v not in choices:
+                    raise MteError(f"unknown {leaf.name.replace('_', ' ')} {v!r}; choose one of: "
+                                   f"{', '.join(choices)}")
