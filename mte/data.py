@@ -173,6 +173,10 @@ class TaskData:
     test: TokenizedSplit | None
     pad_id: int
 
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "dev": len(self.dev)} | ({"test": len(self.test)} if self.test else {})
+
 
 def load_task_data(task: TaskSpec, data_dir: Path | None, hp: DataHparams, tokenizer) -> TaskData:
     """The splits, tokenised. With a holdout (tuning τ), held-out train examples stand in for dev and test is

@@ -19,6 +19,8 @@ from mte.tasks import TASKS, TaskSpec, get_task
 METHODS = ("baseline", "bagging", "base-lt", "active-lt", "random-lt")
 LOTTERY_METHODS = ("base-lt", "active-lt", "random-lt")
 REGULARISED_METHODS = ("active-lt", "random-lt")
+ACTIVE_CHAINS = ("all", "group")
+GROUP_SIZE = 10  # seeds per group, by id (0–9, 10–19, ...): the paper's 20 seeds in two groups of 10
 PAPER_LR = 2e-5
 # Learning rates at which a model trains well in 3 epochs (measured; see README, "Learning rate").
 MODEL_DEFAULT_LR = {"minilm": 1e-4}
@@ -64,11 +66,24 @@ class MethodHparams:
     rounds: int = hp(3, "IMP rounds; each removes sparsity/rounds of the original prunable weights.")
     tau: float = hp(1e-4, "L1 coefficient τ of the masking regulariser (active-lt, random-lt), "
                           "decayed like the learning rate.")
+    active_chain: str = hp("all", "ACTIVE-LT's chain: seed i is pulled away from the final masks of seeds 0..i−1 "
+                                  "(all), or of the earlier seeds of its own group, e.g. 10..i−1 (group; the groups "
+                                  "then run in parallel). The paper leaves this open.", choices=ACTIVE_CHAINS)
+    rewind_head: bool = hp(True, "IMP rewinds the classifier head to its initial values with the encoder; "
+                                 "--no-rewind-head keeps the head trained in the previous round (as BERT-Tickets "
+                                 "does).")
 
     def relevant_fields(self) -> tuple[str, ...]:
         """The fields that change this method's result (BASELINE does not depend on τ)."""
-        by_method = {"baseline": (), "bagging": ("bagging_fraction",), "base-lt": ("sparsity", "rounds")}
-        return ("method", *by_method.get(self.method, ("sparsity", "rounds", "tau")))
+        lottery = ("sparsity", "rounds", "rewind_head")
+        by_method = {"baseline": (), "bagging": ("bagging_fraction",), "base-lt": lottery,
+                     "random-lt": (*lottery, "tau"), "active-lt": (*lottery, "tau", "active_chain")}
+        return ("method", *by_method.get(self.method, (*lottery, "tau")))
+
+    def chain_seeds(self, seed: int) -> range:
+        """ACTIVE-LT: the seeds whose final masks seed `seed` is regularised towards, then `seed` itself."""
+        start = 0 if self.active_chain == "all" else seed - seed % GROUP_SIZE
+        return range(start, seed + 1)
 
 
 MIN_MAX_LENGTH = 8

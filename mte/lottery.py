@@ -16,21 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from mte import data as data_mod
 from mte.errors import MteError
 from mte.hparams import LOTTERY_METHODS, RunSpec, digest
 from mte.masks import Mask
-from mte.models import Initial, load_model, load_tokenizer, prunable_parameters
+from mte.models import Initial, head_parameters, load_model, load_tokenizer, prunable_parameters
 from mte.pruning import active_coefficients, magnitude_prune, random_coefficients, round_targets
 from mte.results import (
+    HEAD_FILE,
     FineTuneRecord,
     SeedResult,
     load_array,
     load_fine_tune,
+    load_head,
     pruned_mask_name,
     save_fine_tune,
+    save_head,
 )
 from mte.store import Store
 from mte.training import Regulariser, StepCallback, fine_tune
@@ -128,19 +132,23 @@ def seed_rounds(
             mask = Mask.dense(ws.prunable, spec.model.model)
             targets = round_targets(mask.total, spec.method.sparsity, spec.method.rounds)
             rounds: list[FineTuneRecord] = []
+            keeps_head = spec.method.method in LOTTERY_METHODS and not spec.method.rewind_head
+            head = None  # the trained head the next fine-tune starts from (--no-rewind-head), with its key
             for i, step in enumerate(plan):
                 if on_fine_tune:
                     on_fine_tune(i, len(plan), step.describe(mask))
                 prune_to = targets[i] if step.prune else None
-                record, logits, new_mask = runner.fine_tune(mask, step.reg_id, step.reg, step.subset, prune_to)
-                rounds.append(record)
-                event = RoundEvent(i, len(plan), record, logits["dev"])
+                done = runner.fine_tune(mask, step, prune_to, head, want_head=keeps_head and step.prune)
+                rounds.append(done.record)
+                logits, head = done.logits, done.head
+                event = RoundEvent(i, len(plan), done.record, logits["dev"])
                 if not event.last:
-                    mask = new_mask
+                    mask = done.mask
                     yield event
             result = SeedResult(key=key, spec=spec, mask=mask, dev_logits=logits["dev"],
                                 dev_labels=ws.data.dev.labels.numpy(), test_logits=logits.get("test"),
-                                rounds=rounds, data_fingerprint=fingerprint, prior_masks=priors)
+                                rounds=rounds, data_fingerprint=fingerprint, prior_masks=priors,
+                                data_sizes=ws.data.sizes)
             store.write("runs", key, result.save)
             result.elapsed_s = time.perf_counter() - start
     # Outside the lock: a caller may hold on to the last event (to log or report it) without blocking another
@@ -210,52 +218,73 @@ def _regulariser(spec: RunSpec, ws: Workspace, prior_masks: Sequence[Mask],
     return None, None
 
 
+@dataclass
+class _Trained:
+    """What one fine-tune leaves for the seed: its record and logits, the mask pruned from its weights (or the mask
+    it trained under), and its trained head with the key that names it (None unless asked for)."""
+
+    record: FineTuneRecord
+    logits: dict[str, np.ndarray]
+    mask: Mask
+    head: tuple[str, dict[str, torch.Tensor]] | None = None
+
+
 class _SeedRunner:
     """Runs one seed's fine-tunes through the store: load if present, else rewind, train, save."""
 
     def __init__(self, spec: RunSpec, ws: Workspace, store: Store, base: dict, on_step: StepCallback | None):
         self.spec, self.ws, self.store, self.base, self.on_step = spec, ws, store, base, on_step
 
-    def fine_tune(self, mask: Mask, reg_id: Any, reg: Regulariser | None, subset: Any = None,
-                  prune_to: int | None = None) -> tuple[FineTuneRecord, dict[str, np.ndarray], Mask]:
-        """The record, the logits, and the mask pruned to `prune_to` weights (or `mask`).
+    def fine_tune(self, mask: Mask, step: _Step, prune_to: int | None,
+                  start_head: tuple[str, dict[str, torch.Tensor]] | None, want_head: bool) -> _Trained:
+        """One fine-tune from the initial weights under `mask` (with `start_head`'s trained head instead of the
+        initial one, if given), then the mask pruned to `prune_to` weights and (`want_head`) its trained head.
 
-        A stored fine-tune without the requested pruned mask is trained again (its weights are not kept); the
-        new mask is added only if the retrained logits equal the stored ones bit for bit, else the folder is
-        replaced whole, so logits and masks in one folder always come from one training.
+        A stored fine-tune lacking a file asked for (a pruned mask for another target, a head) is trained again
+        (its weights are not kept); the file is added only if the retrained logits equal the stored ones bit for
+        bit, else the folder is replaced whole, so everything in one folder comes from one training.
         """
         dense = mask.kept == mask.total
-        key = digest(self.base | {"mask": "dense" if dense else mask.digest(), "reg": reg_id, "subset": subset})
-        pruned_name = pruned_mask_name(prune_to) if prune_to is not None else None
+        payload = {"mask": "dense" if dense else mask.digest(), "reg": step.reg_id, "subset": step.subset}
+        if start_head is not None:  # a head kept from the previous round is part of the starting point
+            payload["head"] = start_head[0]
+        key = digest(self.base | payload)
+        needed = ([pruned_mask_name(prune_to)] if prune_to is not None else []) + ([HEAD_FILE] if want_head else [])
         folder = self.store.path("finetunes", key)
         with self.store.lock("finetunes", key):
-            if self.store.has("finetunes", key) and (pruned_name is None or (folder / pruned_name).exists()):
+            if self.store.has("finetunes", key) and all((folder / n).exists() for n in needed):
                 record, logits = load_fine_tune(folder)
-                return record, logits, Mask.load(folder / pruned_name) if pruned_name else mask
+                pruned = Mask.load(folder / needed[0]) if prune_to is not None else mask
+                return _Trained(record, logits, pruned, (key, load_head(folder / HEAD_FILE)) if want_head else None)
             ws = self.ws
-            ws.initial.rewind(ws.net)
+            ws.initial.rewind(ws.net, start_head[1] if start_head else None)
             out = fine_tune(ws.net, ws.data.task, ws.data.train, ws.data.dev, ws.data.test, self.spec.train,
-                            self.spec.seed, ws.data.pad_id, mask=None if dense else mask, reg=reg,
+                            self.spec.seed, ws.data.pad_id, mask=None if dense else mask, reg=step.reg,
                             on_step=self.on_step)
-            record = FineTuneRecord(key, mask.sparsity, reg is not None, out.epochs, out.steps, out.wall_s)
+            record = FineTuneRecord(key, mask.sparsity, step.reg is not None, out.epochs, out.steps, out.wall_s)
             logits = {"dev": out.dev_logits} | ({"test": out.test_logits} if out.test_logits is not None else {})
             new_mask = mask
             if prune_to is not None:
                 weights = {n: p.detach().cpu() for n, p in ws.prunable.items()}
                 new_mask = magnitude_prune(weights, mask, prune_to - (mask.total - mask.kept))
+            head = {n: p.detach().cpu().clone() for n, p in head_parameters(ws.net).items()}
+            files = {HEAD_FILE: lambda path: save_head(path, head)}  # a few KB: kept for every fine-tune
+            if prune_to is not None:
+                files[pruned_mask_name(prune_to)] = new_mask.save
 
             def write(tmp: Path) -> None:
                 save_fine_tune(tmp, record, logits)
-                if pruned_name is not None:
-                    new_mask.save(tmp / pruned_name)
+                for name, save in files.items():
+                    save(tmp / name)
 
             if not self.store.has("finetunes", key):
                 self.store.write("finetunes", key, write)
             elif _same_logits(folder, logits):
-                self.store.add_file("finetunes", key, pruned_name, new_mask.save)
+                for name, save in files.items():
+                    self.store.add_file("finetunes", key, name, save)
             else:
                 self.store.replace("finetunes", key, write)
-            return record, logits, new_mask
+            return _Trained(record, logits, new_mask, (key, head) if want_head else None)
 
 
 def _same_logits(folder: Path, logits: dict[str, np.ndarray]) -> bool:

@@ -23,7 +23,7 @@ def f1(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def f1_from_counts(tp: np.ndarray, pred_pos: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """F1 from true positives, predicted positives and actual positives (also weighted counts: bootstrap)."""
+    """F1 from true positives, predicted positives and actual positives."""
     denom = np.asarray(pred_pos + pos, dtype=float)
     return np.divide(2 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
 
@@ -39,9 +39,18 @@ def matthews(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def matthews_from_counts(tp: np.ndarray, tn: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    """Matthews correlation from confusion counts (float; also weighted counts: bootstrap)."""
+    """Matthews correlation from confusion counts (float)."""
     denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     return np.where(denom > 0, (tp * tn - fp * fn) / np.where(denom > 0, denom, 1), 0.0)
+
+
+def binary_from_counts(tp: np.ndarray, pred_pos: np.ndarray, pos: int, n: int) -> dict[str, np.ndarray]:
+    """Accuracy, F1 and Matthews of binary predictions from their true and predicted positive counts."""
+    tp, pred_pos = np.asarray(tp, dtype=float), np.asarray(pred_pos, dtype=float)
+    fp, fn = pred_pos - tp, pos - tp
+    tn = n - pos - fp
+    return {"accuracy": (tp + tn) / n, "f1": f1_from_counts(tp, pred_pos, pos),
+            "matthews": matthews_from_counts(tp, tn, fp, fn)}
 
 
 def pearson(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:

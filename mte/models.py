@@ -108,6 +108,15 @@ def prunable_parameters(net: nn.Module) -> dict[str, nn.Parameter]:
     return out
 
 
+def head_parameters(net: nn.Module) -> dict[str, nn.Parameter]:
+    """The task head: every parameter outside the base model (e.g. BERT's `classifier`)."""
+    base = getattr(net, "base_model", net)
+    prefix = next((n for n, m in net.named_children() if m is base), None)
+    if prefix is None:
+        return {}
+    return {n: p for n, p in net.named_parameters() if not n.startswith(prefix + ".")}
+
+
 @dataclass
 class Initial:
     """A seed's starting point: the state to rewind to after every pruning round."""
@@ -118,6 +127,12 @@ class Initial:
     def capture(cls, net: nn.Module) -> Initial:
         return cls({k: v.detach().clone() for k, v in net.state_dict().items()})
 
-    def rewind(self, net: nn.Module) -> None:
+    def rewind(self, net: nn.Module, head: dict[str, torch.Tensor] | None = None) -> None:
+        """Back to the initial weights; `head`: trained head weights to keep instead of the initial ones."""
         net.load_state_dict(self.state)
+        if head:
+            with torch.no_grad():
+                params = dict(net.named_parameters())
+                for name, value in head.items():
+                    params[name].copy_(value)
 

@@ -5,7 +5,8 @@ Folder schema of a fine-tune (`finetunes/<key>/`):
 - `finetune.json`: the `FineTuneRecord` (mask sparsity, regularised, per-epoch metrics, steps, wall time);
 - `dev_logits.npy`, `test_logits.npy` (if the task has a test split) of the fine-tuned model;
 - `pruned-<count>.safetensors`: the mask pruned from this fine-tune's weights to <count> removed weights
-  (added by the IMP round that needs it; one fine-tune can serve several prune targets).
+  (added by the IMP round that needs it; one fine-tune can serve several prune targets);
+- `head.safetensors`: the trained task head (what `--no-rewind-head` starts the next round from).
 
 Folder schema of a seed result (`runs/<key>/`):
 - `result.json`: key, spec (all hyperparameters), metrics, per-fine-tune records, wall time;
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mte.hparams import RunSpec
 from mte.masks import Mask
@@ -54,6 +56,7 @@ class FineTuneRecord:
 
 
 FINE_TUNE_JSON = "finetune.json"
+HEAD_FILE = "head.safetensors"  # the trained task head (float32; what --no-rewind-head carries to the next round)
 
 
 def pruned_mask_name(pruned: int) -> str:
@@ -65,6 +68,18 @@ def save_fine_tune(folder: Path, record: FineTuneRecord, logits: dict[str, np.nd
     (folder / FINE_TUNE_JSON).write_text(json.dumps(dataclasses.asdict(record), indent=2))
     for split, arr in logits.items():
         save_array(folder / f"{split}_logits.npy", arr)
+
+
+def save_head(path: Path, head: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in head.items()}, str(path))
+
+
+def load_head(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
 
 
 def load_fine_tune(folder: Path) -> tuple[FineTuneRecord, dict[str, np.ndarray]]:
@@ -86,6 +101,7 @@ class SeedResult:
     rounds: list[FineTuneRecord]
     data_fingerprint: str
     prior_masks: list[str] = field(default_factory=list)  # digests of active-lt's earlier masks
+    data_sizes: dict[str, int] = field(default_factory=dict)  # examples per split as trained and scored
     elapsed_s: float = 0.0  # time of the call that produced or loaded this result
     loaded: bool = False  # True when this call found the whole result in the store
 
@@ -103,6 +119,7 @@ class SeedResult:
             "key": self.key, "spec": self.spec.to_dict(), "metrics": self.metrics,
             "sparsity": self.mask.sparsity, "rounds": [dataclasses.asdict(r) for r in self.rounds],
             "wall_s": self.wall_s, "data_fingerprint": self.data_fingerprint, "prior_masks": self.prior_masks,
+            "data_sizes": self.data_sizes,
         }
 
     def save(self, folder: Path) -> None:
@@ -122,5 +139,5 @@ class SeedResult:
             dev_logits=load_array(folder / "dev_logits.npy"), dev_labels=load_array(folder / "dev_labels.npy"),
             test_logits=load_array(test) if test.exists() else None,
             rounds=[FineTuneRecord(**r) for r in meta["rounds"]], data_fingerprint=meta["data_fingerprint"],
-            prior_masks=meta.get("prior_masks", []),
+            prior_masks=meta.get("prior_masks", []), data_sizes=meta.get("data_sizes", {}),
         )

@@ -30,9 +30,13 @@ class SweepOptions:
     methods: tuple[str, ...] = hp(METHODS, "Methods: 'all' or a comma list.", choices=METHODS)
     seeds: int = hp(20, "Seeds 0..N-1 of every method; one Ray Tune trial each.")
     tau_from_tuning: str | None = hp(None, "Use the best τ that `mte tune-tau` recorded in MLflow for this TASK "
-                                           "(e.g. mrpc: the paper tunes τ once on MRPC and reuses it), this "
-                                           "model and the regularised method(s), instead of --tau.",
-                                     metavar="TASK")
+                                           "(e.g. mrpc: the paper tunes τ once on MRPC and reuses it for every "
+                                           "task), this model and each regularised method, instead of --tau; or "
+                                           "the τ of the given tune-tau runs (comma list of run ids).",
+                                     metavar="TASK|RUN_ID[,…]")
+    preset: str | None = hp(None, "Named option set (sweeps/presets.py): quick (MiniLM, 3 seeds, a real MRPC "
+                                  "subset) or paper (the paper's protocol). Options given here still win.",
+                            metavar="[quick|paper]")
     paths: Paths = group(Paths)
     tracking: TrackingOptions = group(TrackingOptions)
     ray: RayOptions = group(RayOptions)

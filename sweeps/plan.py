@@ -9,7 +9,7 @@ it first keeps it from finishing last, and no slot ever sits waiting on another 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class SweepPlan:
     seeds: int
     data_dir: Path | None
     fingerprint: str
+    taus: dict[str, float] = field(default_factory=dict)  # per-method τ (tuned separately); else the base's
 
     @classmethod
     def build(cls, base: RunSpec, methods: tuple[str, ...], seeds: int, data_dir: str | Path | None) -> SweepPlan:
@@ -60,11 +61,15 @@ class SweepPlan:
             data_mod.load_split(base.task, folder, split)
         return cls(base, methods, seeds, folder, data_mod.data_fingerprint(base.task, folder))
 
-    def with_tau(self, tau: float) -> SweepPlan:
-        return dataclasses.replace(self, base=self.base.with_method(tau=tau).resolved())
+    def with_taus(self, taus: dict[str, float]) -> SweepPlan:
+        """τ per regularised method: one value becomes the sweep's τ, different values stay per method."""
+        if len(set(taus.values())) == 1:
+            return dataclasses.replace(self, base=self.base.with_method(tau=next(iter(taus.values()))).resolved())
+        return dataclasses.replace(self, taus=dict(taus))
 
     def spec(self, unit: Unit) -> RunSpec:
-        return self.base.with_method(unit.method, unit.seed)
+        tau = {"tau": self.taus[unit.method]} if unit.method in self.taus else {}
+        return self.base.with_method(unit.method, unit.seed, **tau)
 
     def unit_hash(self, unit: Unit) -> str:
         """`RunSpec.key` with the data fingerprint: the store key of the seed's result, except for ACTIVE-LT
@@ -78,7 +83,8 @@ class SweepPlan:
         common.pop("seed")
         method = non_default(self.base.method, tuple(f.name for f in dataclasses.fields(MethodHparams)
                                                       if f.name != "method"))
-        return digest({"common": common, "method": method, "data": self.fingerprint})
+        payload = {"common": common, "method": method, "data": self.fingerprint}
+        return digest(payload | ({"taus": self.taus} if self.taus else {}))
 
     @property
     def units(self) -> list[Unit]:
@@ -87,13 +93,20 @@ class SweepPlan:
     def trials(self, finished: set[str]) -> list[dict[str, Any]]:
         """Trial descriptions for the units whose hash is not in `finished`, the ACTIVE-LT chain first."""
         out: list[dict[str, Any]] = []
+        starts: set[int] = set()
         if CHAIN_METHOD in self.methods:
-            chain = [Unit(CHAIN_METHOD, s) for s in range(self.seeds)]
-            todo = [u.seed for u in chain if self.unit_hash(u) not in finished]
-            if todo:  # runs seeds up to the last missing one; finished ones only supply their masks
-                out.append(self._trial(f"{CHAIN_METHOD}-chain", CHAIN_METHOD, list(range(max(todo) + 1)), todo))
+            method = self.base.method
+            chains: dict[int, list[int]] = {}  # chain start → its seeds (one chain, or one per seed group)
+            for s in range(self.seeds):
+                chains.setdefault(method.chain_seeds(s)[0], []).append(s)
+            for start, seeds in chains.items():
+                todo = [s for s in seeds if self.unit_hash(Unit(CHAIN_METHOD, s)) not in finished]
+                if todo:  # runs seeds up to the last missing one; finished ones only supply their masks
+                    name = f"{CHAIN_METHOD}-chain" + (f"-{start}" if len(chains) > 1 else "")
+                    out.append(self._trial(name, CHAIN_METHOD, list(range(start, max(todo) + 1)), todo))
+            starts = set(chains)
         independent = [u for u in self.units if u.method != CHAIN_METHOD and self.unit_hash(u) not in finished]
-        shares_chain_work = {("base-lt", 0), ("baseline", 0)} if CHAIN_METHOD in self.methods else set()
+        shares_chain_work = {(m, s) for m in ("base-lt", "baseline") for s in starts}
         independent.sort(key=lambda u: ((u.method, u.seed) in shares_chain_work, TRIAL_ORDER.index(u.method),
                                         u.seed))
         out += [self._trial(u.name, u.method, [u.seed], [u.seed]) for u in independent]

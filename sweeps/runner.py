@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ class SweepOutcome:
 
 def run_sweep(o: SweepOptions) -> SweepOutcome:
     """Check everything, run what the sweep's parent run does not hold yet, and record the verdict."""
-    from tracking.experiment import find_parent, open_experiment
+    from tracking.experiment import connect, find_parent, open_experiment
     from tracking.tau import tuned_tau
     from tracking.trial_runs import finished_hashes
 
@@ -49,21 +50,25 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
     o = o.validate()
     preflight(o.ray)
     plan = SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
-    exp = open_experiment(o.tracking)
-    if o.tau_from_tuning:
-        found = tuned_tau(exp.client, o.tau_from_tuning, plan.base.model.model, plan.methods)
-        plan = plan.with_tau(found[0].tau)
+    client, _ = connect(o.tracking)
+    tau_source: dict[str, Any] = {"kind": "given", "tau": plan.base.method.tau}
+    if o.tau_from_tuning:  # before the experiment exists: a missing tuning leaves nothing behind
+        found = tuned_tau(client, o.tau_from_tuning, plan.base.model.model, plan.methods)
+        plan = plan.with_taus({t.method: t.tau for t in found})
+        tau_source = {"kind": "tuning", "task": found[0].task, "taus": {t.method: t.tau for t in found},
+                      "run_id": ",".join(t.run_id for t in found), "tune_on": ",".join({t.tune_on for t in found})}
         for t in found:
             console.print(f"--tau-from-tuning {o.tau_from_tuning}: {t.method}: {t.description}", highlight=False)
+    exp = open_experiment(o.tracking, client)
     previous = find_parent(exp.client, exp.experiment_id, plan.sweep_hash)
     finished = finished_hashes(exp.client, exp.experiment_id, previous.info.run_id) if previous else {}
     trials = plan.trials(set(finished))
     with ray_cluster(o.ray) if trials else contextlib.nullcontext():
-        return _record(o, plan, exp, finished, trials, start)
+        return _record(o, plan, exp, finished, trials, start, tau_source)
 
 
 def _record(o: SweepOptions, plan: SweepPlan, exp: Any, finished: dict[str, str], trials: list[dict[str, Any]],
-            start: float) -> SweepOutcome:
+            start: float, tau_source: dict[str, Any]) -> SweepOutcome:
     """Open the parent run (input is valid by now), run the trials, close it with the verdict."""
     from tracking.experiment import close_parent, open_parent
     from tracking.trial_runs import finished_hashes
@@ -71,8 +76,8 @@ def _record(o: SweepOptions, plan: SweepPlan, exp: Any, finished: dict[str, str]
     client = exp.client
     parent = open_parent(client, exp.experiment_id, plan.sweep_hash,
                          name=f"sweep-{plan.base.data.task}-{plan.sweep_hash[:8]}",
-                         tags=_parent_tags(plan, o), params=_parent_params(plan),
-                         config=_recorded(o, plan))
+                         tags=_parent_tags(plan, o, tau_source), params=_parent_params(plan),
+                         config=_recorded(o, plan, tau_source))
     done = {u for u in plan.units if plan.unit_hash(u) in finished}
     console.print(f"sweep {plan.sweep_hash} · experiment {o.tracking.experiment!r} · parent run {parent} · "
                   f"{len(plan.units)} trials: {len(done)} already recorded, {len(plan.units) - len(done)} to run",
@@ -129,15 +134,21 @@ def _trial_name(trial: Any) -> str:
     return trial.config["trial"]["name"]
 
 
-def _parent_tags(plan: SweepPlan, o: SweepOptions) -> dict[str, str]:
+def _parent_tags(plan: SweepPlan, o: SweepOptions, tau_source: dict[str, Any]) -> dict[str, str]:
+    from tracking.experiment import PRESET_TAG, TAU_SOURCE_TAG, VERSIONS_TAG
+    from tracking.provenance import versions
+
     return {"task": plan.base.data.task, "model": plan.base.model.model, "methods": ",".join(plan.methods),
             "seeds": str(plan.seeds), "data_fingerprint": plan.fingerprint, "store": str(o.paths.store.resolve()),
-            "data_dir": str(plan.data_dir) if plan.data_dir else "hub"}
+            "data_dir": str(plan.data_dir) if plan.data_dir else "hub", PRESET_TAG: o.preset or "none",
+            TAU_SOURCE_TAG: json.dumps(tau_source), VERSIONS_TAG: json.dumps(versions())}
 
 
-def _recorded(o: SweepOptions, plan: SweepPlan) -> dict[str, Any]:
-    """What `--resume` continues: the τ and lr actually used (so a newer tuning cannot change the sweep)."""
-    return dataclasses.replace(o, spec=plan.base, tau_from_tuning=None).recorded()
+def _recorded(o: SweepOptions, plan: SweepPlan, tau_source: dict[str, Any]) -> dict[str, Any]:
+    """What `--resume` continues: the lr actually used and, for a tuned τ, the tuning runs themselves (so a newer
+    tuning cannot change the sweep)."""
+    runs = tau_source.get("run_id") if tau_source["kind"] == "tuning" else None
+    return dataclasses.replace(o, spec=plan.base, tau_from_tuning=runs).recorded()
 
 
 def _parent_params(plan: SweepPlan) -> dict[str, Any]:

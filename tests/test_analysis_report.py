@@ -35,14 +35,15 @@ def synthetic(task, methods, seeds, n=50, mask_size=200, seed=0):
 
 def test_full_report_writes_every_file(tmp_path):
     rs = synthetic(MRPC, ["baseline", "bagging", "base-lt", "active-lt", "random-lt"], range(6))
-    r = build_report(rs, tmp_path / "out", AnalysisOptions(groups=2, sizes=(2, 3), resamples=100),
-                     expected_seeds=range(6))
+    r = build_report(rs, tmp_path / "out", AnalysisOptions(sizes=(2, 3), permutations=100), expected_seeds=range(6))
     assert all(p.exists() and p.stat().st_size > 0 for p in r.paths)
-    assert set(r.csvs) >= {"table1_ensembles", "table2_diversity", "mask_overlap", "curves", "missing",
+    assert set(r.csvs) >= {"table1_ensembles", "tests", "table2_diversity", "mask_overlap", "curves", "missing",
                            "mask_iou_base-lt", "mask_iou_active-lt", "mask_iou_random-lt"}
     assert set(r.figures) == {"gain_vs_members", "mask_iou"}
     t1 = pd.read_csv(r.csvs["table1_ensembles"])
-    assert {"accuracy_p_vs_baseline", "f1_p_vs_base_lt", "accuracy_gain_ci_low", "f1_mark"} <= set(t1.columns)
+    assert {"accuracy_p_vs_baseline", "f1_p_vs_base_lt", "accuracy_gain_ci_low", "f1_mark", "f1_p_vs_bagging",
+            "accuracy_ttest_p_vs_baseline", "accuracy_p_diff_vs_baseline", "accuracy_ttest_p_diff_vs_base_lt",
+            "winning_ticket", "sparsity"} <= set(t1.columns)
     assert list(t1.method) == ["baseline", "bagging", "base-lt", "active-lt", "random-lt"]
     assert pd.read_csv(r.csvs["missing"]).empty
     html = r.html.read_text()
@@ -50,7 +51,8 @@ def test_full_report_writes_every_file(tmp_path):
     assert base64.b64decode(html.split("base64,")[1].split("'")[0])[:4] == b"\x89PNG"
     md = r.markdown.read_text()
     assert "Table 1" in md and "Table 2" in md and "fig3_gain_vs_members.png" in md and "1.8e308" not in md
-    assert set(pd.read_csv(r.csvs["curves"]).members) == {1, 2, 3}
+    assert set(pd.read_csv(r.csvs["curves"]).members) == {1, 2, 3, 4, 5}
+    assert "NOT the paper's 5" in md and "Table 1b" in md and "anti-conservative" in md
     assert r.tables["table1_ensembles"] is r.analysis.table1
 
 
@@ -58,18 +60,18 @@ def test_partial_sweep_lists_missing_and_explains_short_methods(tmp_path):
     full = synthetic(MRPC, ["baseline"], range(8))
     short = synthetic(MRPC, ["random-lt"], [0, 2, 5])
     rs = ResultSet(MRPC, full.labels, full.members | short.members)
-    r = build_report(rs, tmp_path, AnalysisOptions(groups=2, sizes=(2, 3), resamples=50), expected_seeds=range(8),
+    r = build_report(rs, tmp_path, AnalysisOptions(sizes=(2, 3), permutations=50), expected_seeds=range(8),
                      expected_methods=["baseline", "base-lt", "random-lt"])
     missing = set(map(tuple, pd.read_csv(r.csvs["missing"]).to_numpy().tolist()))
     assert missing == {("base-lt", s) for s in range(8)} | {("random-lt", s) for s in (1, 3, 4, 6, 7)}
     md = r.markdown.read_text()
     assert "RANDOM-LT: seed(s) 1, 3–4, 6–7" in md and "BASE-LT: seed(s) 0–7" in md
-    assert "random-lt has 3 seed(s)" in md and "BASE-LT has no results" in md
+    assert "BASE-LT has no results" in md and "This comparison cannot support a conclusion" in md
 
 
 def test_regression_report_has_no_diversity_table(tmp_path):
     rs = synthetic(STSB, ["baseline", "base-lt"], range(4))
-    r = build_report(rs, tmp_path, AnalysisOptions(groups=2, sizes=(2,), resamples=50, headline="spearman"))
+    r = build_report(rs, tmp_path, AnalysisOptions(sizes=(2,), permutations=50, headline="spearman"))
     assert "table2_diversity" not in r.csvs and "Table 2" not in r.markdown.read_text()
     assert any("regression" in n for n in r.analysis.notes)
     t1 = r.analysis.table1.set_index("method")
@@ -79,9 +81,11 @@ def test_regression_report_has_no_diversity_table(tmp_path):
 def test_bad_options_are_user_errors(tmp_path):
     rs = synthetic(MRPC, ["baseline"], range(4))
     with pytest.raises(MteError, match="no metric 'pearson'"):
-        build_report(rs, tmp_path, AnalysisOptions(groups=2, sizes=(2, 3, 4, 5), headline="pearson"))
-    with pytest.raises(MteError, match="groups"):
-        build_report(rs, tmp_path, AnalysisOptions(groups=0))
+        build_report(rs, tmp_path, AnalysisOptions(headline="pearson"))
+    with pytest.raises(MteError, match="sizes"):
+        build_report(rs, tmp_path, AnalysisOptions(sizes=(0, 2)))
+    with pytest.raises(MteError, match="unknown combine 'votes'"):
+        build_report(rs, tmp_path, AnalysisOptions(combine="votes"))
 
 
 def seed_result(method, seed, logits, labels, task="mrpc"):
@@ -107,3 +111,27 @@ def test_from_seed_results():
         ResultSet.from_seed_results([*results, seed_result("bagging", 0, results[0].dev_logits, other)])
     with pytest.raises(MteError, match="several tasks"):
         ResultSet.from_seed_results([*results, seed_result("bagging", 0, results[0].dev_logits, labels, "rte")])
+
+
+def test_several_tasks_make_one_report_side_by_side(tmp_path):
+    from mte.analysis import analyse, write_report
+
+    mrpc = analyse(synthetic(MRPC, ["baseline", "base-lt"], range(6)), AnalysisOptions(permutations=20),
+                   context={"model": "minilm"})
+    stsb = analyse(synthetic(STSB, ["baseline", "base-lt"], range(6), seed=1), AnalysisOptions(permutations=20))
+    r = write_report([mrpc, stsb], tmp_path)
+    md = r.markdown.read_text()
+    assert md.startswith("# Multi-ticket ensembles on MRPC and STS-B")
+    assert "Table 1: all tasks" in md and "MRPC accuracy ensemble" in md and "STS-B pearson ensemble" in md
+    assert {"mrpc_table1_ensembles", "sts-b_table1_ensembles", "mrpc_tests"} <= set(r.csvs)
+    assert {"gain_vs_members", "mrpc_gain_vs_members", "sts-b_gain_vs_members"} <= set(r.figures)
+    assert "- model: minilm" in md and r.html.read_text().count("data:image/png;base64,") == len(r.figures)
+
+
+def test_marks_render_as_the_papers_typography(tmp_path):
+    from mte.analysis.report import _html, _marked
+
+    assert _marked(0.8512, "‡", True) == "<u>***85.12***</u>‡"
+    assert _marked(0.8512, "†", False) == "*85.12*†"
+    page = _html([("table", pd.DataFrame({"x": [_marked(0.8512, "‡", True), _marked(0.8, "†", False)]}))], "t")
+    assert "<u><b><i>85.12</i></b></u>‡" in page and "<i>80.00</i>†" in page

@@ -1,35 +1,44 @@
-"""Significance: t-tests equal scipy's, marks follow the paper, the bootstrap re-scores resamples exactly."""
+"""Significance: the paper's t-test equals scipy's over the combination scores; the seed-level permutation test and
+the jackknife interval equal brute-force recomputations; marks follow the permutation test."""
+
+from itertools import combinations, product
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 from scipy.stats import ttest_ind
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 from mte.analysis import AnalysisOptions, Member, ResultSet, analyse
-from mte.analysis.ensembles import Combos, evaluate
-from mte.analysis.significance import (
-    bootstrap_weights,
-    mark,
-    percentile_interval,
-    protocol_resamples,
-    resampled_scores,
-    t_test,
-)
-from mte.metrics import CLASSIFICATION, REGRESSION, f1, matthews
+from mte.analysis.ensembles import evaluate, member_outputs
+from mte.analysis.significance import compare, swap_patterns, t_test
+from mte.metrics import task_metrics
 from mte.tasks import get_task
 
-MRPC = get_task("mrpc")
-METRICS = {"accuracy", "f1", "matthews", "pearson", "spearman"}
+MRPC, STSB, MNLI = get_task("mrpc"), get_task("sts-b"), get_task("mnli")
 
 
-def sweep(rng, methods, seeds=8, n=60, shift=None):
-    labels = rng.integers(0, 2, n)
+def sweep(rng, task, methods, seeds, n=60, shift=None):
+    labels = rng.normal(size=n) if task.is_regression else rng.integers(0, task.num_labels, n)
     members = []
-    for j, method in enumerate(methods):
-        for s in range(seeds):
-            z = np.where(labels == 1, 1.0, -1.0) * (0.6 + (shift or {}).get(method, 0.0) * j) + rng.normal(size=n)
-            members.append(Member(method, s, np.stack([-z, z], 1).astype(np.float32)))
-    return ResultSet.from_members(MRPC, labels, members)
+    for method in methods:
+        for s in seeds:
+            if task.is_regression:
+                logits = (labels + (shift or {}).get(method, 0.0) + rng.normal(size=n))[:, None]
+            else:
+                logits = rng.normal(size=(n, task.num_labels))
+                logits[np.arange(n), labels] += 1.0 + (shift or {}).get(method, 0.0)
+            members.append(Member(method, s, logits.astype(np.float32)))
+    return ResultSet.from_members(task, labels, members)
+
+
+def table_by_loop(task, outputs, labels, seeds, size):
+    """Table 1's score the slow way: groups by seed id, every combination scored on its own."""
+    groups = {}
+    for i, s in enumerate(seeds):
+        groups.setdefault(s // 10, []).append(i)
+    per_group = [np.mean([task_metrics(task, outputs[list(c)].mean(0), labels)[task.metrics[0]]
+                          for c in combinations(g, size)]) for g in groups.values() if len(g) >= size]
+    return float(np.mean(per_group))
 
 
 def test_t_test_equals_scipy():
@@ -39,85 +48,85 @@ def test_t_test_equals_scipy():
     assert np.isnan(t_test(a[:1], b))
 
 
-def test_table_p_values_are_scipy_t_tests_of_the_combination_scores():
-    rs = sweep(np.random.default_rng(1), ["baseline", "base-lt", "random-lt"])
-    a = analyse(rs, AnalysisOptions(groups=2, sizes=(2, 3), resamples=100))
-    pooled = {m: evaluate(rs, m, 2, (2, 3)).pooled((2, 3))[1] for m in rs.methods}
+def test_paper_t_test_columns_are_scipy_over_the_combination_scores():
+    rs = sweep(np.random.default_rng(1), MRPC, ["baseline", "base-lt", "random-lt"], range(6))
+    a = analyse(rs, AnalysisOptions(sizes=(2, 3), permutations=20))
+    pooled = {m: evaluate(rs, m, (2, 3)).table((2, 3))[1] for m in rs.methods}
     row = a.table1.set_index("method").loc["random-lt"]
     for k in MRPC.metrics:
-        assert row[f"{k}_p_vs_baseline"] == ttest_ind(pooled["random-lt"][k], pooled["baseline"][k]).pvalue
-        assert row[f"{k}_p_vs_base_lt"] == ttest_ind(pooled["random-lt"][k], pooled["base-lt"][k]).pvalue
+        assert row[f"{k}_ttest_p_vs_baseline"] == ttest_ind(pooled["random-lt"][k], pooled["baseline"][k]).pvalue
+        assert row[f"{k}_ttest_p_vs_base_lt"] == ttest_ind(pooled["random-lt"][k], pooled["base-lt"][k]).pvalue
     base = a.table1.set_index("method").loc["baseline"]
     assert np.isnan(base["accuracy_p_vs_baseline"]) and base["accuracy_mark"] == ""
 
 
-def test_marks():
-    assert mark((0.01, 0.01), (0.01, 0.01)) == "‡"
-    assert mark((0.01, 0.01), (0.01, 0.2)) == "†"
-    assert mark((0.01, 0.01), (-0.01, 0.01)) == "†"  # significantly worse than BASE-LT: no ‡
-    assert mark((0.01, 0.01), None) == "†"  # no BASE-LT in the sweep
-    assert mark((-0.01, 0.001), (0.01, 0.01)) == ""  # significantly worse than BASELINE
-    assert mark((0.01, float("nan")), None) == ""
-
-
-@pytest.mark.parametrize("metric", sorted(METRICS))
-def test_unit_weights_give_the_metric(metric):
+@pytest.mark.parametrize("task", [MRPC, MNLI, STSB], ids=lambda t: t.name)
+def test_permutation_test_equals_brute_force_enumeration(task):
+    """4 seed pairs in two groups (seeds 0–2 and 10): all 16 swap patterns, each statistic recomputed by the loop."""
     rng = np.random.default_rng(2)
-    labels = rng.integers(0, 2, 50) if metric in {"accuracy", "f1", "matthews"} else rng.normal(size=50)
-    pred = rng.integers(0, 2, (7, 50)) if metric in {"accuracy", "f1", "matthews"} else rng.normal(size=(7, 50))
-    expected = (CLASSIFICATION | REGRESSION)[metric](pred, labels)
-    np.testing.assert_allclose(resampled_scores(metric, pred, labels, np.ones((3, 50)))[1], expected, rtol=1e-12)
+    seeds = [0, 1, 2, 10]
+    rs = sweep(rng, task, ["baseline", "bagging"], seeds, n=25, shift={"bagging": 0.4})
+    a, b = evaluate(rs, "bagging", (2,)), evaluate(rs, "baseline", (2,))
+    c = compare(rs.task, rs.labels, a, b, (2,), permutations=1000)
+    assert c.exact and c.permutations == 16
+    xa, xb = (member_outputs(task, rs.logits(m)) for m in ("bagging", "baseline"))
+    k = task.metrics[0]
+    observed = table_by_loop(task, xa, rs.labels, seeds, 2) - table_by_loop(task, xb, rs.labels, seeds, 2)
+    assert c.gain[k] == pytest.approx(observed, abs=1e-12)
+    extreme = 0
+    for swap in product([False, True], repeat=4):
+        s = np.array(swap)[:, None, None]
+        pa, pb = np.where(s, xb, xa), np.where(s, xa, xb)
+        stat = table_by_loop(task, pa, rs.labels, seeds, 2) - table_by_loop(task, pb, rs.labels, seeds, 2)
+        extreme += abs(stat) >= abs(observed) - 1e-12
+    assert c.p_perm[k] == extreme / 16
 
 
-@pytest.mark.parametrize("metric", ["accuracy", "f1", "matthews", "pearson"])
-def test_weights_give_the_metric_of_the_resampled_examples(metric):
+def test_identical_methods_have_no_difference_and_p_one():
     rng = np.random.default_rng(3)
-    n = 40
-    regression = metric == "pearson"
-    labels = rng.normal(size=n) if regression else rng.integers(0, 2, n)
-    pred = rng.normal(size=(5, n)) if regression else np.where(rng.random((5, n)) < 0.7, labels, 1 - labels)
-    w = bootstrap_weights(n, resamples=20, seed=4)
-    got = resampled_scores(metric, pred, labels, w)
-    fn = (CLASSIFICATION | REGRESSION)[metric]
-    for b in range(20):
-        idx = np.repeat(np.arange(n), w[b].astype(int))  # the resample itself
-        np.testing.assert_allclose(got[b], fn(pred[:, idx], labels[idx]), rtol=1e-10, atol=1e-12)
-
-
-def test_accuracy_shortcut_equals_rescoring_every_combination():
-    rng = np.random.default_rng(5)
-    labels = rng.integers(0, 2, 30)
-    combos = Combos(rng.integers(0, 2, (9, 30)), np.array([0] * 6 + [1] * 3))
-    w = bootstrap_weights(30, 50, seed=1)
-    np.testing.assert_allclose(protocol_resamples("accuracy", combos, labels, w),
-                               resampled_scores("accuracy", combos.pred, labels, w) @ combos.weights, rtol=1e-6)
-
-
-def test_bootstrap_is_seeded_and_zero_for_identical_methods():
-    np.testing.assert_array_equal(bootstrap_weights(10, 5, seed=1), bootstrap_weights(10, 5, seed=1))
-    assert not np.array_equal(bootstrap_weights(10, 5, seed=1), bootstrap_weights(10, 5, seed=2))
-    assert (bootstrap_weights(10, 5).sum(1) == 10).all()
-    rng = np.random.default_rng(6)
-    labels = rng.integers(0, 2, 40)
-    same = list(rng.normal(size=(6, 40, 2)))
-    rs = ResultSet.from_members(MRPC, labels, [Member(m, s, x.astype(np.float32))
-                                               for m in ("baseline", "bagging") for s, x in enumerate(same)])
-    row = analyse(rs, AnalysisOptions(groups=2, sizes=(2, 3), resamples=200)).table1.set_index("method").loc["bagging"]
+    same = sweep(rng, MRPC, ["baseline"], range(12))
+    rs = ResultSet.from_members(MRPC, same.labels, [*same.members["baseline"],
+                                                    *[Member("bagging", m.seed, m.dev_logits)
+                                                      for m in same.members["baseline"]]])
+    row = analyse(rs, AnalysisOptions(permutations=200)).table1.set_index("method").loc["bagging"]
     assert row["accuracy_gain"] == row["accuracy_gain_ci_low"] == row["accuracy_gain_ci_high"] == 0
-    assert row["accuracy_mark"] == ""
+    assert row["accuracy_p_vs_baseline"] == 1.0 and row["accuracy_mark"] == ""
 
 
-def test_bootstrap_interval_covers_a_clear_gain():
-    rs = sweep(np.random.default_rng(7), ["baseline", "base-lt"], seeds=6, n=300, shift={"base-lt": 1.0})
-    row = analyse(rs, AnalysisOptions(groups=2, sizes=(2, 3), resamples=300)).table1.set_index("method").loc["base-lt"]
-    assert 0 < row["accuracy_gain_ci_low"] < row["accuracy_gain"] < row["accuracy_gain_ci_high"]
-    assert row["accuracy_mark"] == "†"  # better than BASELINE; it is BASE-LT itself, so no ‡
-    assert percentile_interval(np.arange(101.0), 0.9) == pytest.approx((5.0, 95.0))
+def test_jackknife_interval_equals_delete_one_pair_recomputation():
+    rng = np.random.default_rng(4)
+    seeds = [0, 1, 2, 3, 10, 11, 12]
+    rs = sweep(rng, MRPC, ["baseline", "base-lt"], seeds, n=40, shift={"base-lt": 0.3})
+    c = compare(rs.task, rs.labels, evaluate(rs, "base-lt", (3,)), evaluate(rs, "baseline", (3,)), (3,),
+                permutations=10, level=0.9)
+    xa, xb = (member_outputs(MRPC, rs.logits(m)) for m in ("base-lt", "baseline"))
+    by_pair = []
+    for i in range(len(seeds)):
+        keep = [j for j in range(len(seeds)) if j != i]
+        rest = [seeds[j] for j in keep]
+        by_pair.append(table_by_loop(MRPC, xa[keep], rs.labels, rest, 3)
+                       - table_by_loop(MRPC, xb[keep], rs.labels, rest, 3))
+    by_pair = np.array(by_pair)
+    se = np.sqrt(6 / 7 * np.sum((by_pair - by_pair.mean()) ** 2))
+    half = student_t.ppf(0.95, 6) * se
+    assert (c.ci_low["accuracy"], c.ci_high["accuracy"]) == pytest.approx(
+        (c.gain["accuracy"] - half, c.gain["accuracy"] + half), abs=1e-12)
 
 
-def test_count_based_metrics_still_match_sklearn():
-    rng = np.random.default_rng(8)
-    y, p = rng.integers(0, 2, 100), rng.integers(0, 2, 100)
-    assert f1(p, y) == pytest.approx(f1_score(y, p))
-    assert matthews(p, y) == pytest.approx(matthews_corrcoef(y, p))
-    assert f1(np.zeros(5), np.zeros(5)) == 0 and matthews(np.ones(5), np.ones(5)) == 0
+def test_marks_follow_the_permutation_test():
+    rng = np.random.default_rng(5)
+    rs = sweep(rng, MRPC, ["baseline", "base-lt", "random-lt"], range(20), n=200,
+               shift={"base-lt": 0.6, "random-lt": 1.4})
+    t = analyse(rs, AnalysisOptions(permutations=200)).table1.set_index("method")
+    assert t.loc["random-lt", "accuracy_p_vs_baseline"] < 0.05 and t.loc["random-lt", "accuracy_p_vs_base_lt"] < 0.05
+    assert t.loc["random-lt", "accuracy_mark"] == "‡" and bool(t.loc["random-lt", "accuracy_ensemble_best"])
+    assert t.loc["base-lt", "accuracy_mark"] == "†"  # better than BASELINE; it is BASE-LT itself, so no ‡
+    assert t.loc["baseline", "accuracy_mark"] == ""
+    assert t.loc["random-lt", "winning_ticket"] and t.loc["baseline", "winning_ticket"] is None
+
+
+def test_swap_patterns_enumerate_or_draw_with_the_identity_first():
+    every, exact = swap_patterns(3, 1000, 0)
+    assert exact and len({tuple(r) for r in every}) == 8
+    drawn, exact = swap_patterns(20, 99, 0)
+    assert not exact and drawn.shape == (100, 20) and not drawn[0].any()

@@ -82,3 +82,58 @@ def test_bagging_trains_on_a_subset(store, glue_dir):
     bag = run_seed(spec("bagging"), store, glue_dir)
     assert bag.rounds[0].steps == 2  # round(0.9 · 32) = 29 examples at batch 16
     assert not bag.rounds[0].reused
+
+
+def test_a_stored_fine_tune_asked_for_another_prune_target_keeps_its_logits_and_gains_the_mask(store, glue_dir,
+                                                                                              base_lt):
+    """One-shot IMP to 30% reuses BASE-LT's round-0 fine-tune (stored with its 10% mask): the fine-tune is trained
+    again for its weights, its logits reproduce bit for bit, so the 30% mask joins the same folder."""
+    folder = store.path("finetunes", base_lt.rounds[0].key)
+    before = np.load(folder / "dev_logits.npy")
+    one_shot = run_seed(spec("base-lt", rounds=1), store, glue_dir)
+    assert one_shot.rounds[0].key == base_lt.rounds[0].key
+    pruned = sorted(p.name for p in folder.glob("pruned-*.safetensors"))
+    total = base_lt.mask.total
+    assert pruned == sorted([f"pruned-{round(0.1 * total)}.safetensors", f"pruned-{round(0.3 * total)}.safetensors"])
+    np.testing.assert_array_equal(np.load(folder / "dev_logits.npy"), before)
+    assert not (store.root / ".quarantine").exists()
+
+
+def test_a_stored_fine_tune_that_does_not_reproduce_is_replaced_whole_and_kept_aside(tmp_path, glue_dir):
+    """Logits from one training are never paired with a mask from another: if retraining (for a missing mask)
+    gives other logits, the whole folder is replaced and the old one quarantined."""
+    st = Store(tmp_path / "store")
+    baseline = run_seed(spec("baseline"), st, glue_dir)
+    folder = st.path("finetunes", baseline.rounds[0].key)
+    np.save(folder / "dev_logits.npy", np.zeros_like(np.load(folder / "dev_logits.npy")))  # another training's
+    one_shot = run_seed(spec("base-lt", rounds=1), st, glue_dir)
+    (aside,) = (st.root / ".quarantine" / "finetunes").iterdir()
+    assert not np.load(aside / baseline.rounds[0].key / "dev_logits.npy").any()
+    np.testing.assert_array_equal(np.load(folder / "dev_logits.npy"), baseline.dev_logits)
+    assert (folder / f"pruned-{round(0.3 * baseline.mask.total)}.safetensors").exists()
+    assert one_shot.rounds[0].key == baseline.rounds[0].key
+
+
+def test_no_rewind_head_starts_each_round_from_the_head_trained_in_the_previous_one(store, glue_dir, base_lt):
+    from mte.lottery import open_workspace
+    from mte.results import HEAD_FILE, load_head
+    from mte.training import fine_tune
+
+    kept = run_seed(spec("base-lt", rewind_head=False), store, glue_dir)
+    assert kept.rounds[0].key == base_lt.rounds[0].key  # round 1 starts from the initial head either way
+    assert all(a.key != b.key for a, b in zip(kept.rounds[1:], base_lt.rounds[1:], strict=True))
+    # Retrain the ticket by hand: initial encoder, the last round's trained head, the final mask.
+    s = spec("base-lt", rewind_head=False).resolved()
+    ws = open_workspace(s, glue_dir)
+    head = load_head(store.path("finetunes", kept.rounds[-2].key) / HEAD_FILE)
+    ws.initial.rewind(ws.net, head)
+    d = ws.data
+    out = fine_tune(ws.net, d.task, d.train, d.dev, d.test, s.train, s.seed, d.pad_id, mask=kept.mask)
+    np.testing.assert_array_equal(out.dev_logits, kept.dev_logits)
+
+
+def test_active_lt_chains_per_group_start_again_at_each_group():
+    method = MethodHparams("active-lt", active_chain="group")
+    assert list(method.chain_seeds(12)) == [10, 11, 12] and list(method.chain_seeds(3)) == [0, 1, 2, 3]
+    assert list(MethodHparams("active-lt").chain_seeds(12)) == list(range(13))
+    assert spec("active-lt", active_chain="group").resolved().key() != spec("active-lt").resolved().key()

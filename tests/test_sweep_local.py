@@ -143,5 +143,15 @@ def test_mte_report_reads_the_sweep_back_and_writes_every_table(tiny, tmp_path):
 
     table1 = pd.read_csv(out / "table1_ensembles.csv")
     assert set(table1.iloc[:, 0].str.lower()) >= {"baseline", "active-lt"}
-    parent = tiny.parent().info.run_id
-    assert "report/report.md" in {a.path for a in tiny.client.list_artifacts(parent, "report")}
+    parent = tiny.parent()
+    assert "report/report.md" in {a.path for a in tiny.client.list_artifacts(parent.info.run_id, "report")}
+    metrics = parent.data.metrics
+    assert {"baseline/accuracy_single", "active-lt/accuracy_ensemble", "active-lt/accuracy_p_vs_baseline",
+            "active-lt/accuracy_gain_vs_baseline", "active-lt/sparsity"} <= set(metrics)
+    assert "active-lt/accuracy_ttest_p_vs_baseline" not in metrics  # one combination each: undefined, left out
+    assert metrics["active-lt/sparsity"] == pytest.approx(0.3, abs=1e-3)
+    tags = parent.data.tags
+    assert json.loads(tags["tau_source"]) == {"kind": "given", "tau": 1e-4} and tags["preset"] == "none"
+    assert set(json.loads(tags["versions"])) == {"mte", "torch", "transformers", "ray", "mlflow", "python"}
+    md = (out / "report.md").read_text()
+    assert "- τ: τ = 0.0001 (given, not tuned)" in md and "- model: minilm" in md and "versions: mte 0.1.0" in md

@@ -22,6 +22,9 @@ from tracking.trial_runs import FINISHED, ROLE, ROLE_SWEEP, SWEEP, retry, search
 from tracking.uri import check_reachable, default_artifact_location, resolve_tracking_uri
 
 CONFIG_TAG = "sweep_config"  # JSON of the options that define the sweep (what `--resume` reads back)
+PRESET_TAG = "preset"  # the preset the sweep's options came from, if any
+TAU_SOURCE_TAG = "tau_source"  # JSON: where τ came from (given, or a tuning: its run, task and split)
+VERSIONS_TAG = "versions"  # JSON: mte, torch, transformers, ray, mlflow and Python versions of the driver
 
 
 @dataclass
@@ -34,10 +37,16 @@ class Experiment:
     name: str
 
 
-def open_experiment(options: TrackingOptions) -> Experiment:
-    """Resolve the URI, check the store answers (one line if not), create the experiment if needed."""
+def connect(options: TrackingOptions) -> tuple[MlflowClient, str]:
+    """(client, resolved URI) once the store answered (one line if not); creates nothing but a new sqlite file."""
     uri = resolve_tracking_uri(options.tracking_uri)
-    client = check_reachable(uri)
+    return check_reachable(uri), uri
+
+
+def open_experiment(options: TrackingOptions, client: MlflowClient | None = None) -> Experiment:
+    """Connect (unless `client` is given) and create the experiment if needed."""
+    uri = resolve_tracking_uri(options.tracking_uri)
+    client = client or check_reachable(uri)
     location = options.artifact_location or default_artifact_location(uri, options.experiment)
     return Experiment(client, uri, ensure_experiment(client, options.experiment, location), options.experiment)
 
@@ -56,9 +65,11 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
     return exp.experiment_id
 
 
-def find_parent(client: MlflowClient, experiment_id: str, sweep_hash: str | None = None) -> Run | None:
-    """The sweep's parent run (the latest one, or the latest of any sweep when `sweep_hash` is None)."""
+def find_parent(client: MlflowClient, experiment_id: str, sweep_hash: str | None = None,
+                task: str | None = None) -> Run | None:
+    """The sweep's parent run (the latest one; of any sweep when `sweep_hash` is None, of a task if given)."""
     query = f"tags.{ROLE} = '{ROLE_SWEEP}'" + (f" and tags.{SWEEP} = '{sweep_hash}'" if sweep_hash else "")
+    query += f" and tags.task = '{task}'" if task else ""
     runs = list(search(client, experiment_id, query, order_by=["attributes.start_time DESC"]))
     return runs[0] if runs else None
 

@@ -7,13 +7,17 @@ A trial run's artifact root is exactly a seed-result folder of the science core'
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
 from mte.errors import MteError
 from mte.hparams import METHODS
@@ -42,12 +46,37 @@ def open_sweep(experiment_name: str, tracking_uri: str | None,
     exp = client.get_experiment_by_name(experiment_name)
     if exp is None:
         raise MteError(f"no experiment {experiment_name!r} in {uri}")
-    if parent_run_id is None:
+    if parent_run_id in (None, "latest"):
         parent = find_parent(client, exp.experiment_id)
         if parent is None:
             raise MteError(f"experiment {experiment_name!r} has no sweep")
         parent_run_id = parent.info.run_id
     return client, exp.experiment_id, parent_run_id
+
+
+def sweep_parents(experiment_name: str, tracking_uri: str | None, run_ids: tuple[str, ...] | None = None,
+                  tasks: tuple[str, ...] | None = None) -> list[Run]:
+    """The parent runs of the sweeps to report: the given ones, the latest of each task, or the latest sweep."""
+    from mte.tasks import get_task
+
+    client, experiment_id, latest = open_sweep(experiment_name, tracking_uri, None if run_ids else "latest")
+    if run_ids:
+        runs = []
+        for run_id in run_ids:
+            try:
+                runs.append(retry(client.get_run, run_id))
+            except Exception:  # MLflow raises its own and SQLAlchemy's errors for an unknown id
+                raise MteError(f"no run {run_id!r} in {client.tracking_uri}") from None
+        return runs
+    if tasks:
+        runs = []
+        for task in tasks:
+            run = find_parent(client, experiment_id, task=get_task(task).name)
+            if run is None:
+                raise MteError(f"experiment {experiment_name!r} has no sweep of task {task}")
+            runs.append(run)
+        return runs
+    return [retry(client.get_run, latest)]
 
 
 def load_sweep_runs(experiment_name: str, tracking_uri: str | None = None, parent_run_id: str | None = None,
@@ -100,3 +129,38 @@ def log_report(experiment_name: str, tracking_uri: str | None, folder: str | Pat
     client, _, parent = open_sweep(experiment_name, tracking_uri, parent_run_id)
     retry(client.log_artifacts, parent, str(folder), artifact_path)
     return parent
+
+
+def report_metrics(analysis: Any) -> dict[str, float]:
+    """A report's numbers as sweep-level metrics, named `<method>/<name>` so the runs table can sort and compare
+    sweeps: every Table 1 column (single mean and std, ensemble, diff, Δ against each reference with its interval,
+    both tests' p-values), the sparsity, mean diversity and mean mask IoU. Undefined values are left out."""
+    out: dict[str, float] = {}
+    t1 = analysis.table1.set_index("method")
+    for method, row in t1.iterrows():
+        for col, value in row.items():
+            if col in ("seeds", "groups", "combinations") or col.endswith(("_mark", "_best")):
+                continue
+            if isinstance(value, bool | float | int) and value is not None and math.isfinite(float(value)):
+                out[f"{method}/{col}"] = float(value)
+    for frame, prefix in ((analysis.table2, ""), (analysis.overlap, "mask_")):
+        if frame.empty:
+            continue
+        for _, row in frame.iterrows():
+            for col, value in row.items():
+                if col in ("method", "members", "masks", "pairs") or col.endswith("_undefined"):
+                    continue
+                if math.isfinite(float(value)):
+                    out[f"{row['method']}/{prefix}{col}"] = float(value)
+    return out
+
+
+def log_report_metrics(client: MlflowClient, parent_run_id: str, analysis: Any) -> int:
+    """Log `report_metrics` on the sweep's parent run (step 0, replacing earlier values); returns how many."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in report_metrics(analysis).items()]
+    for start in range(0, len(metrics), 900):  # MLflow takes at most 1000 metrics a batch
+        retry(client.log_batch, parent_run_id, metrics=metrics[start:start + 900])
+    return len(metrics)

@@ -9,6 +9,7 @@ ran all its rounds; its `best_tau` (tag and param) is the τ of the finished sam
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -107,16 +108,32 @@ class TunedTau:
                    text)
 
 
-def tuned_tau(client: MlflowClient, task: str, model: str, methods: tuple[str, ...]) -> list[TunedTau]:
-    """The tuned τ of each regularised method in `methods` (tuned on `task` with `model`): one τ serves a whole
-    sweep, so they must agree. MteError (one line) if a tuning is missing or they differ."""
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def tuned_tau(client: MlflowClient, source: str, model: str, methods: tuple[str, ...]) -> list[TunedTau]:
+    """The tuned τ of each regularised method in `methods`. `source` names the task the tuning ran on (its newest
+    finished tuning for `model` and the method is used) or the tuning runs themselves (a comma list of run ids:
+    what a resumed sweep uses, so that a newer tuning cannot change it). MteError (one line) if one is missing."""
     from mte.hparams import REGULARISED_METHODS
     from mte.tasks import get_task
 
     regularised = [m for m in methods if m in REGULARISED_METHODS]
     if not regularised:
         raise MteError(f"--tau-from-tuning: none of the methods ({', '.join(methods)}) uses τ")
-    task = get_task(task).name
+    ids = [i.strip() for i in source.split(",") if i.strip()]
+    if ids and all(RUN_ID.match(i) for i in ids):
+        by_method = {}
+        for run_id in ids:
+            run = retry(client.get_run, run_id)
+            if run.data.tags.get(KIND) != KIND_TUNING or BEST_TAU not in run.data.tags:
+                raise MteError(f"--tau-from-tuning: run {run_id} is not a finished `mte tune-tau` with a best τ")
+            by_method[run.data.tags.get(METHOD)] = run
+        missing = [m for m in regularised if m not in by_method]
+        if missing:
+            raise MteError(f"--tau-from-tuning: the runs given tune no τ for {', '.join(missing)}")
+        return [TunedTau.of(by_method[m]) for m in regularised]
+    task = get_task(source).name
     found = []
     for m in regularised:
         run = find_best_tuning(client, task, model, m)
@@ -124,8 +141,4 @@ def tuned_tau(client: MlflowClient, task: str, model: str, methods: tuple[str, .
             raise MteError(f"no finished `mte tune-tau` for task {task}, model {model}, method {m}; run "
                            f"`mte tune-tau --task {task} --model {model} --method {m}` first")
         found.append(TunedTau.of(run))
-    if len({t.tau for t in found}) > 1:
-        listed = ", ".join(f"{t.method} {t.tau:.4g}" for t in found)
-        raise MteError(f"--tau-from-tuning: the tuned τ differs by method ({listed}); sweep them separately with "
-                       "--methods")
     return found

@@ -1,30 +1,42 @@
 """Every number of the report, as tables: no files, no plots (those are `mte.analysis.report`'s).
 
-Table 1 (ensembles): per method and metric, the single-model mean ± std over all seeds, the protocol's
-ensemble score (see `ensembles`), diff = ensemble − single, gain = ensemble − BASELINE's ensemble with
-its paired-bootstrap interval, and t-test p-values with the paper's marks (see `significance`).
+Table 1 (ensembles), per method and metric: the single-model mean ± std (sample, ddof = 1) over all seeds; the
+ensemble score of the paper's protocol (every 5-member combination within a seed group, averaged over the
+combinations and the groups; see `ensembles`); diff = ensemble − single; Δ = ensemble − BASELINE's with a
+seed-level interval; p-values of both tests (the paper's t-test and the seed-level permutation test, see
+`significance`) against BASELINE, BASE-LT and BAGGING, for the ensemble and for the diff. Marks use the
+permutation test: † better than BASELINE, ‡ better than BASELINE and BASE-LT; the best value of a column is
+marked too. Sparsity, and for the *-LT methods whether they are winning tickets (single score no worse than
+BASELINE's by more than one standard deviation, Chen et al.'s definition).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from mte.analysis import diversity, significance
+from mte.analysis import diversity
 from mte.analysis.curves import gain_curves
-from mte.analysis.ensembles import MethodEnsembles, evaluate
+from mte.analysis.ensembles import PAPER_SIZE, MethodEnsembles, evaluate, seed_groups
 from mte.analysis.options import AnalysisOptions
 from mte.analysis.overlap import iou_matrix, mean_off_diagonal
 from mte.analysis.resultset import ResultSet, method_order
+from mte.analysis.significance import Comparison, better, compare
 from mte.errors import MteError
+from mte.hparams import GROUP_SIZE, LOTTERY_METHODS
 from mte.metrics import predictions
 from mte.tasks import TaskSpec
 
-REFERENCE = "baseline"  # every gain, test and interval is against this method's ensembles
-SECOND_REFERENCE = "base-lt"  # ‡: better than both
+BASELINE, BASE_LT, BAGGING = "baseline", "base-lt", "bagging"
+REFERENCES = (BASELINE, BASE_LT, BAGGING)  # every method is tested against each of these that is present
+PAPER_GROUPS = 2
+
+
+def ref_name(ref: str) -> str:
+    return ref.replace("-", "_")
 
 
 @dataclass
@@ -32,22 +44,30 @@ class Analysis:
     task: TaskSpec
     examples: int  # dev examples
     headline: str
-    groups: int
-    sizes: tuple[int, ...]
+    sizes: tuple[int, ...]  # Table 1's ensemble sizes
+    curve_sizes: tuple[int, ...]  # Fig. 3's
     seeds: dict[str, list[int]]  # method → seeds present
+    groups: dict[str, list[int]]  # method → seeds in each of its groups
     table1: pd.DataFrame  # one row per method; columns <metric>_<quantity>
+    tests: pd.DataFrame  # one row per (method, reference, metric, quantity): both tests, Δ and its interval
     table2: pd.DataFrame  # diversity, one row per method (classification only)
     overlap: pd.DataFrame  # mask IoU summary per lottery method
     iou: dict[str, pd.DataFrame]  # method → seed × seed IoU matrix
     curves: pd.DataFrame  # gain vs members, long format
     missing: pd.DataFrame  # (method, seed) expected but absent
+    options: AnalysisOptions
+    majority: float | None  # majority-class rate of the dev labels (classification)
     notes: list[str] = field(default_factory=list)
-    resamples: int = 1000
-    level: float = 0.95
+    warnings: list[str] = field(default_factory=list)  # why the comparison cannot support a conclusion
+    context: dict[str, str] = field(default_factory=dict)  # the settings that produced the results (header)
 
     @property
     def methods(self) -> list[str]:
         return list(self.seeds)
+
+    @property
+    def paper_sizes(self) -> bool:
+        return self.sizes == (PAPER_SIZE,)
 
 
 def _headline(task: TaskSpec, headline: str | None) -> str:
@@ -57,45 +77,103 @@ def _headline(task: TaskSpec, headline: str | None) -> str:
     return headline
 
 
-def ensemble_table(rs: ResultSet, ens: dict[str, MethodEnsembles], sizes: Sequence[int], resamples: int,
-                   seed: int, alpha: float, level: float) -> pd.DataFrame:
+def table_sizes(groups: Mapping[str, list[int]], options: AnalysisOptions) -> tuple[tuple[int, ...], str | None]:
+    """Table 1's ensemble sizes (from each method's group sizes), and a note when they are not the paper's 5."""
+    if options.sizes is not None:
+        sizes = tuple(sorted(set(options.sizes)))
+        if sizes == (PAPER_SIZE,):
+            return sizes, None
+        return sizes, (f"Table 1 pools ensembles of {', '.join(map(str, sizes))} members as asked (--sizes): not "
+                       f"the paper's protocol, which uses {PAPER_SIZE}-member ensembles")
+    largest = max(max(sizes) for sizes in groups.values())
+    if largest >= PAPER_SIZE:
+        return (PAPER_SIZE,), None
+    return (largest,), (f"Table 1 uses {largest}-member ensembles: no group holds {PAPER_SIZE} seeds (the paper: "
+                        f"{PAPER_SIZE}-member ensembles within 2 groups of {GROUP_SIZE} seeds)")
+
+
+def ensemble_table(rs: ResultSet, ens: dict[str, MethodEnsembles], sizes: tuple[int, ...],
+                   comparisons: dict[tuple[str, str], Comparison], alpha: float) -> pd.DataFrame:
     """Table 1 as numbers (the CSV); `report` formats it."""
-    pooled = {m: e.pooled(sizes) for m, e in ens.items()}  # None: the method cannot run the protocol
-    score = {m: e.ensemble_score(sizes) for m, e in ens.items()}
-    ref, ref2 = pooled.get(REFERENCE), pooled.get(SECOND_REFERENCE)
-    if ref is not None:
-        w = significance.bootstrap_weights(len(rs.labels), resamples, seed)  # shared: the bootstrap is paired
-        ref_boot = {k: significance.protocol_resamples(k, ref[0], rs.labels, w) for k in rs.task.metrics}
+    score = {m: e.table_score(sizes) for m, e in ens.items()}
     rows = []
     for method, e in ens.items():
-        own = pooled[method]
-        row: dict[str, object] = {"method": method, "seeds": len(e.seeds),
-                                  "combinations": len(own[0].group) if own else 0}
+        t = e.table(sizes)
+        sparsity = [m.sparsity for m in rs.members[method] if m.sparsity is not None]
+        row: dict[str, object] = {"method": method, "seeds": len(e.seeds), "groups": len(e.groups),
+                                  "combinations": len(t[0]) if t else 0,
+                                  "sparsity": float(np.mean(sparsity)) if sparsity else np.nan}
         for k in rs.task.metrics:
             single, ensemble = e.single[k], score[method][k]
-            gain = ensemble - score[REFERENCE][k] if ref is not None else np.nan
-            gain2 = ensemble - score[SECOND_REFERENCE][k] if ref2 is not None else np.nan
-            p1 = p2 = lo = hi = np.nan
-            if own is not None and ref is not None and method != REFERENCE:
-                p1 = significance.t_test(own[1][k], ref[1][k])
-                diff = significance.protocol_resamples(k, own[0], rs.labels, w) - ref_boot[k]
-                lo, hi = significance.percentile_interval(diff, level)
-            if own is not None and ref2 is not None and method != SECOND_REFERENCE:
-                p2 = significance.t_test(own[1][k], ref2[1][k])
-            row |= {
-                f"{k}_single": float(single.mean()),
-                f"{k}_single_std": float(single.std(ddof=1)) if len(single) > 1 else np.nan,
-                f"{k}_ensemble": ensemble,
-                f"{k}_diff": ensemble - float(single.mean()),
-                f"{k}_gain": gain if method != REFERENCE else np.nan,
-                f"{k}_gain_ci_low": lo,
-                f"{k}_gain_ci_high": hi,
-                f"{k}_p_vs_baseline": p1,
-                f"{k}_p_vs_base_lt": p2,
-                f"{k}_mark": significance.mark((gain, p1), (gain2, p2) if ref2 is not None else None, alpha),
-            }
+            row |= {f"{k}_single": float(single.mean()),
+                    f"{k}_single_std": float(single.std(ddof=1)) if len(single) > 1 else np.nan,
+                    f"{k}_ensemble": ensemble, f"{k}_diff": ensemble - float(single.mean())}
+            for ref in REFERENCES:
+                c = comparisons.get((method, ref))
+                r = ref_name(ref)
+                row |= {
+                    f"{k}_gain_vs_{r}": c.gain[k] if c else np.nan,
+                    f"{k}_diff_gain_vs_{r}": c.diff_gain[k] if c else np.nan,
+                    f"{k}_p_vs_{r}": c.p_perm[k] if c else np.nan,
+                    f"{k}_p_diff_vs_{r}": c.p_perm_diff[k] if c else np.nan,
+                    f"{k}_ttest_p_vs_{r}": c.p_ttest[k] if c else np.nan,
+                    f"{k}_ttest_p_diff_vs_{r}": c.p_ttest_diff[k] if c else np.nan,
+                    f"{k}_gain_vs_{r}_ci_low": c.ci_low[k] if c else np.nan,
+                    f"{k}_gain_vs_{r}_ci_high": c.ci_high[k] if c else np.nan,
+                }
+            row[f"{k}_gain"] = row[f"{k}_gain_vs_baseline"]  # Δ BASELINE, the report's column
+            row[f"{k}_gain_ci_low"] = row[f"{k}_gain_vs_baseline_ci_low"]
+            row[f"{k}_gain_ci_high"] = row[f"{k}_gain_vs_baseline_ci_high"]
+            row[f"{k}_mark"] = _mark(comparisons, method, k, alpha, diff=False)
+            row[f"{k}_diff_mark"] = _mark(comparisons, method, k, alpha, diff=True)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for k in rs.task.metrics:
+        for col in (f"{k}_ensemble", f"{k}_diff"):
+            best = table[col].max()
+            table[f"{col}_best"] = np.isfinite(table[col]) & (table[col] == best)
+    base = table.set_index("method")
+    winning = []
+    for method in table.method:
+        if method not in LOTTERY_METHODS or BASELINE not in base.index:
+            winning.append(None)
+            continue
+        h = rs.task.metrics[0]
+        floor = base.loc[BASELINE, f"{h}_single"] - base.loc[BASELINE, f"{h}_single_std"]
+        winning.append(bool(base.loc[method, f"{h}_single"] >= floor) if np.isfinite(floor) else None)
+    table["winning_ticket"] = winning
+    return table
+
+
+def _mark(comparisons: dict[tuple[str, str], Comparison], method: str, metric: str, alpha: float,
+          diff: bool) -> str:
+    """† better than BASELINE, ‡ better than BASELINE and BASE-LT (the permutation test, p < alpha)."""
+    def over(ref: str) -> bool:
+        c = comparisons.get((method, ref))
+        if c is None:
+            return False
+        return better(c.diff_gain[metric], c.p_perm_diff[metric], alpha) if diff else \
+            better(c.gain[metric], c.p_perm[metric], alpha)
+
+    if not over(BASELINE):
+        return ""
+    return "‡" if over(BASE_LT) else "†"
+
+
+def tests_table(comparisons: dict[tuple[str, str], Comparison], metrics: tuple[str, ...]) -> pd.DataFrame:
+    rows = []
+    for (method, ref), c in comparisons.items():
+        for k in metrics:
+            for quantity, gain, p_perm, p_t in (("ensemble", c.gain, c.p_perm, c.p_ttest),
+                                                ("diff", c.diff_gain, c.p_perm_diff, c.p_ttest_diff)):
+                rows.append({"method": method, "reference": ref, "metric": k, "quantity": quantity,
+                             "difference": gain[k], "p_permutation": p_perm[k], "p_ttest_paper": p_t[k],
+                             "ci_low": c.ci_low[k] if quantity == "ensemble" else np.nan,
+                             "ci_high": c.ci_high[k] if quantity == "ensemble" else np.nan,
+                             "pairs": len(c.seeds), "permutations": c.permutations, "exact": c.exact})
+    columns = ["method", "reference", "metric", "quantity", "difference", "p_permutation", "p_ttest_paper",
+               "ci_low", "ci_high", "pairs", "permutations", "exact"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def diversity_table(rs: ResultSet) -> pd.DataFrame:
@@ -127,27 +205,65 @@ def overlap_tables(rs: ResultSet, notes: list[str]) -> tuple[pd.DataFrame, dict[
     return pd.DataFrame(rows, columns=["method", "masks", "mean_iou", "min_iou", "max_iou"]), matrices
 
 
+def conclusion_warnings(rs: ResultSet, ens: dict[str, MethodEnsembles], table: pd.DataFrame,
+                        comparisons: dict[tuple[str, str], Comparison], alpha: float) -> tuple[list[str], float | None]:
+    """Why the tables cannot support a conclusion (empty if nothing is wrong), and the majority-class rate."""
+    out = []
+    full = {m: sum(n >= PAPER_SIZE for n in e.group_sizes) for m, e in ens.items()}
+    short = [m for m, n in full.items() if n < PAPER_GROUPS]
+    if short:
+        out.append(f"fewer than {PAPER_GROUPS} groups of {PAPER_SIZE} seeds for {', '.join(short)} (the paper: "
+                   f"{PAPER_GROUPS} groups of {GROUP_SIZE}): its ensembles rest on too few seeds to compare methods")
+    majority = None
+    if not rs.task.is_regression:
+        majority = float(np.bincount(rs.labels).max() / len(rs.labels))
+        if "accuracy" in rs.task.metrics:
+            se = np.sqrt(majority * (1 - majority) / len(rs.labels))
+            near = table.method[table.accuracy_single < majority + 2 * se].tolist()
+            if near:
+                out.append(f"single models of {', '.join(near)} are within two standard errors of the majority-class "
+                           f"rate ({100 * majority:.1f}% ± {200 * se:.1f}): they barely learned the task")
+    coarse = sorted({len(c.seeds) for c in comparisons.values() if c.exact and 1 / c.permutations >= alpha})
+    if coarse:
+        out.append(f"with {' or '.join(map(str, coarse))} seed pair(s) the permutation test cannot reach p < {alpha:g} "
+                   f"(its smallest p-value is 1/2^pairs): no difference can be significant")
+    return out, majority
+
+
 def analyse(rs: ResultSet, options: AnalysisOptions | None = None, expected_seeds: Iterable[int] | None = None,
-            expected_methods: Iterable[str] | None = None) -> Analysis:
-    """All tables of the report. `expected_*`: what a finished sweep holds, to list what is missing."""
-    o = options or AnalysisOptions()
+            expected_methods: Iterable[str] | None = None, context: Mapping[str, str] | None = None,
+            warnings: Iterable[str] = ()) -> Analysis:
+    """All tables of the report. `expected_*`: what a finished sweep holds, to list what is missing; `context`:
+    the settings that produced the results (printed in the header); `warnings`: the caller's own."""
+    o = (options or AnalysisOptions()).validate()
     if not rs.methods:
         raise MteError("no results to analyse")
-    groups, sizes = o.protocol(max(len(m) for m in rs.members.values()))
     headline = _headline(rs.task, o.headline)
     notes: list[str] = []
-    ens = {m: evaluate(rs, m, groups, sizes, extra_sizes=range(1, max(sizes) + 1)) for m in rs.methods}
-    notes += [e.problem for e in ens.values() if e.problem]
-    if REFERENCE not in ens:
-        notes.append("BASELINE has no results: no gains, t-tests, marks or bootstrap intervals")
-    elif ens[REFERENCE].problem:
-        notes.append("BASELINE cannot run the protocol: no t-tests, marks or bootstrap intervals")
-    if SECOND_REFERENCE not in ens:
-        notes.append("BASE-LT has no results: ‡ (better than BASELINE and BASE-LT) cannot be given")
-
-    if "spearman" in rs.task.metrics:
-        notes.append("Spearman's bootstrap interval re-weights the ranks of the full dev set instead of re-ranking "
-                     "each resample (an approximation; its point values are exact)")
+    sizes, deviation = table_sizes({m: [len(g) for g in seed_groups(rs.seeds(m))] for m in rs.methods}, o)
+    if deviation:
+        notes.append(deviation)
+    curve_sizes = tuple(range(1, max(PAPER_SIZE, *sizes) + 1))
+    ens = {m: evaluate(rs, m, tuple(sorted(set(sizes) | set(curve_sizes))), o.combine) for m in rs.methods}
+    for m, e in ens.items():
+        if e.table(sizes) is None:
+            notes.append(f"{m} has {len(e.seeds)} seed(s) in groups of {', '.join(map(str, e.group_sizes))}: too few "
+                         f"for {'/'.join(map(str, sizes))}-member ensembles, so its ensemble columns are empty")
+        elif len(e.groups) > 1 and len(set(e.group_sizes)) > 1:
+            notes.append(f"{m}: groups of {', '.join(map(str, e.group_sizes))} seeds (a missing seed leaves a smaller "
+                         f"group; groups still weigh the same)")
+    comparisons = {}
+    for method in ens:
+        for ref in REFERENCES:
+            if ref in ens and ref != method:
+                c = compare(rs.task, rs.labels, ens[method], ens[ref], sizes, o.permutations, o.permutation_seed,
+                            o.level)
+                if c is not None:
+                    comparisons[(method, ref)] = c
+    for ref in (BASELINE, BASE_LT):
+        if ref not in ens:
+            notes.append(f"{ref.upper()} has no results: no {'gains, tests or marks' if ref == BASELINE else '‡'} "
+                         f"against it")
     table2 = pd.DataFrame()
     if rs.task.is_regression:
         notes.append(f"{rs.task.name} is a regression task: no diversity table (the measures need right/wrong)")
@@ -160,16 +276,17 @@ def analyse(rs: ResultSet, options: AnalysisOptions | None = None, expected_seed
                                  f"{int(r[f'{name}_undefined'])} of {int(r['pairs'])} member pairs "
                                  f"({diversity.UNDEFINED[name]}); left out of its mean")
     overlap, iou = overlap_tables(rs, notes)
-
     missing: list[tuple[str, int]] = []
     if expected_seeds is not None:
         missing = rs.missing(expected_seeds, method_order([*(expected_methods or []), *rs.methods]))
+    table1 = ensemble_table(rs, ens, sizes, comparisons, o.alpha)
+    found, majority = conclusion_warnings(rs, ens, table1, comparisons, o.alpha)
     return Analysis(
-        task=rs.task, examples=len(rs.labels), headline=headline, groups=groups, sizes=sizes,
+        task=rs.task, examples=len(rs.labels), headline=headline, sizes=sizes, curve_sizes=curve_sizes,
         seeds={m: rs.seeds(m) for m in rs.methods},
-        table1=ensemble_table(rs, ens, sizes, o.resamples, o.resample_seed, o.alpha, o.level),
-        table2=table2, overlap=overlap, iou=iou,
-        curves=gain_curves(ens, rs.task.metrics, range(1, max(sizes) + 1), REFERENCE),
-        missing=pd.DataFrame(missing, columns=["method", "seed"]),
-        notes=notes, resamples=o.resamples, level=o.level,
+        groups={m: [len(g) for g in e.groups] for m, e in ens.items()},
+        table1=table1, tests=tests_table(comparisons, rs.task.metrics), table2=table2, overlap=overlap, iou=iou,
+        curves=gain_curves(ens, rs.task.metrics, curve_sizes, BASELINE),
+        missing=pd.DataFrame(missing, columns=["method", "seed"]), options=o, majority=majority,
+        notes=notes, warnings=[*warnings, *found], context=dict(context or {}),
     )

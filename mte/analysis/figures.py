@@ -3,6 +3,7 @@ Margins are fixed by hand: constrained layout doubled the time of the report's p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,47 +15,62 @@ def label(method: str) -> str:
     return method.upper()
 
 
-def gain_figure(curves: pd.DataFrame, metric: str, title: str) -> Figure:
-    """Figure 3: gain over BASELINE (×100) against members, band = ±1 std over combinations."""
-    fig = Figure(figsize=(6, 4))
-    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.13, top=0.91)
-    ax = fig.add_subplot()
-    data = curves[(curves.metric == metric) & curves.gain.notna()]
-    for method, d in data.groupby("method", sort=False):
-        x, y, s = d.members.to_numpy(), 100 * d.gain.to_numpy(), 100 * d["std"].to_numpy()
-        (line,) = ax.plot(x, y, marker="o", label=label(method))
-        ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.15, linewidth=0)
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(sorted(curves.members.unique()))
-    ax.set_xlabel("ensemble members")
-    ax.set_ylabel(f"{metric} − BASELINE's (×100)")
-    ax.set_title(title)
-    if len(data):
-        ax.legend(fontsize="small")
+def gain_figure(panels: Sequence[tuple[pd.DataFrame, str, str]]) -> Figure:
+    """Figure 3, one panel per (curves, metric, title): gain over BASELINE (×100) against members; the band is
+    ±1 standard deviation of the method's combination scores. The legend sits right of the panels, off the bands."""
+    width = 4.6 * len(panels) + 1.9
+    fig = Figure(figsize=(width, 4.0))
+    fig.subplots_adjust(left=0.7 / width, right=1 - 1.9 / width, bottom=0.13, top=0.9, wspace=0.3)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    handles: dict[str, object] = {}
+    for ax, (curves, metric, title) in zip(axes, panels, strict=True):
+        data = curves[(curves.metric == metric) & curves.gain.notna()]
+        for i, (method, d) in enumerate(data.groupby("method", sort=False)):
+            x, y, s = d.members.to_numpy(), 100 * d.gain.to_numpy(), 100 * d["std"].to_numpy()
+            (line,) = ax.plot(x, y, marker="o", color=f"C{i}", label=label(method))
+            ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.12, linewidth=0)
+            handles.setdefault(label(method), line)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xticks(sorted(curves.members.unique()))
+        ax.set_xlabel("ensemble members")
+        ax.set_ylabel(f"{metric} − BASELINE's (×100)")
+        ax.set_title(title, fontsize=10)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="center right", fontsize="small",
+                   title="line: mean\nband: ±1 sd", title_fontsize="x-small", frameon=False)
     return fig
 
 
 def iou_figure(iou: dict[str, pd.DataFrame]) -> Figure:
-    """Figure 4: IoU of masks between seeds, one heatmap per method on one colour scale. The diagonal
-    (always 1) is left blank, or it would take the whole scale and hide the differences between pairs."""
-    width = 3.6 * len(iou) + 1.2
-    fig = Figure(figsize=(width, 3.9))
-    fig.subplots_adjust(left=0.5 / width, right=1 - 1.0 / width, bottom=0.14, top=0.92, wspace=0.25)
+    """Figure 4: IoU of masks between seeds, one heatmap per method on one colour scale, the value in each cell.
+    The diagonal (always 1) is left blank, or it would take the whole scale and hide the differences."""
+    n = max(len(m) for m in iou.values())
+    side = max(3.6, 0.42 * n + 1.2)
+    width = side * len(iou) + 1.3
+    fig = Figure(figsize=(width, side + 0.5))
+    fig.subplots_adjust(left=0.6 / width, right=1 - 1.1 / width, bottom=0.55 / (side + 0.5), top=0.9, wspace=0.25)
     axes = fig.subplots(1, len(iou), squeeze=False)[0]
     off = np.concatenate([m.to_numpy()[np.triu_indices(len(m), 1)] for m in iou.values()])
     vmin, vmax = (off.min(), off.max()) if off.size else (0.0, 1.0)
+    vmax = max(vmax, vmin + 1e-9)
     image = None
     for ax, (method, m) in zip(axes, iou.items(), strict=True):
         values = m.to_numpy().astype(float)
         np.fill_diagonal(values, np.nan)
-        image = ax.imshow(values, vmin=vmin, vmax=max(vmax, vmin + 1e-9), cmap="viridis")
+        image = ax.imshow(values, vmin=vmin, vmax=vmax, cmap="viridis")
         ticks = np.arange(len(m))
-        ax.set_xticks(ticks, [str(s) for s in m.columns], fontsize=6, rotation=90)
-        ax.set_yticks(ticks, [str(s) for s in m.index], fontsize=6)
+        size = 8 if len(m) <= 12 else 6
+        ax.set_xticks(ticks, [str(s) for s in m.columns], fontsize=size)
+        ax.set_yticks(ticks, [str(s) for s in m.index], fontsize=size)
+        if len(m) <= 20:
+            for i, j in zip(*np.nonzero(~np.isnan(values)), strict=True):
+                light = (values[i, j] - vmin) / (vmax - vmin) < 0.6
+                ax.text(j, i, f"{values[i, j]:.2f}"[1:] if values[i, j] < 1 else "1", ha="center", va="center",
+                        fontsize=max(4, size - 2), color="white" if light else "black")
         ax.set_xlabel("seed")
-        ax.set_title(label(method))
+        ax.set_title(f"{label(method)} (diagonal blank)", fontsize=10)
     axes[0].set_ylabel("seed")
-    fig.colorbar(image, cax=fig.add_axes((1 - 0.8 / width, 0.14, 0.12 / width, 0.78)), label="IoU of kept weights")
+    fig.colorbar(image, cax=fig.add_axes((1 - 0.9 / width, 0.12, 0.12 / width, 0.76)), label="IoU of kept weights")
     return fig
 
 

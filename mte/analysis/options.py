@@ -8,33 +8,29 @@ from typing import ClassVar
 from mte.errors import MteError
 from mte.fields import check, hp
 
-PAPER_GROUPS = 2  # 20 seeds in two groups of 10
+COMBINE = ("probabilities", "logits")
 
 
 @dataclass(frozen=True)
 class AnalysisOptions:
     PANEL: ClassVar[str] = "Analysis"
-    groups: int | None = hp(None, "Seed groups of the protocol (default: 2 with ≥ 10 seeds, else 1).")
-    sizes: tuple[int, ...] | None = hp(None, "Ensemble sizes, comma list (default: 2,3,4,5 or what the seeds "
-                                             "allow).", metavar="LIST")
+    sizes: tuple[int, ...] | None = hp(None, "Table 1's ensemble sizes, comma list. Default: 5 members, as the "
+                                             "paper (fewer where the groups hold fewer seeds, said in the report). "
+                                             "Other sizes are labelled as not the paper's.", metavar="LIST")
+    combine: str = hp("probabilities", "What an ensemble averages: its members' class probabilities (the paper) "
+                                       "or their logits.", choices=COMBINE)
     headline: str | None = hp(None, "Headline metric (default: the task's first, e.g. accuracy for MRPC).")
-    resamples: int = hp(1000, "Bootstrap resamples of the dev examples for the Δ BASELINE intervals.")
-    level: float = hp(0.95, "Confidence level of the intervals.")
+    permutations: int = hp(1000, "Random swaps of the seed-level permutation test (all 2^pairs when fewer).")
+    permutation_seed: int = hp(0, "Seed of the permutation test's swaps.")
+    level: float = hp(0.95, "Confidence level of the Δ intervals (seed-level jackknife).")
     alpha: float = hp(0.05, "Significance level of the marks.")
-    resample_seed: int = hp(0, "Seed of the bootstrap resamples.")
 
-    def protocol(self, seeds: int) -> tuple[int, tuple[int, ...]]:
-        """(groups, ensemble sizes) for methods of up to `seeds` members: the given ones, or what fits."""
+    def validate(self) -> AnalysisOptions:
         check(self)
-        if self.groups is not None and self.groups < 1:
-            raise MteError(f"groups must be >= 1, got {self.groups}")
         if self.sizes is not None and (not self.sizes or min(self.sizes) < 1):
             raise MteError(f"ensemble sizes must be >= 1, got {list(self.sizes)}")
-        if not (0 < self.level < 1 and 0 < self.alpha < 1) or self.resamples < 1:
-            raise MteError("level and alpha must be in (0, 1) and resamples >= 1")
-        groups = self.groups if self.groups is not None else PAPER_GROUPS if seeds >= 10 else 1
-        sizes = self.sizes if self.sizes is not None else tuple(range(2, min(seeds // groups, 5) + 1))
-        if not sizes:
-            raise MteError(f"{seeds} seed(s) in {groups} group(s) make no ensembles: at least 2 seeds per group "
-                           "are needed")
-        return groups, tuple(sorted(set(sizes)))
+        if not (0 < self.level < 1 and 0 < self.alpha < 1):
+            raise MteError("--level and --alpha must be in (0, 1)")
+        if self.permutations < 1:
+            raise MteError(f"--permutations must be >= 1, got {self.permutations}")
+        return self

@@ -28,6 +28,7 @@ class Member:
     seed: int
     dev_logits: np.ndarray  # (n, k) float32; k = 1 for regression
     mask: np.ndarray | None = None
+    sparsity: float | None = None  # fraction of prunable weights removed (0 for dense methods)
 
 
 def method_order(methods: Iterable[str]) -> list[str]:
@@ -85,7 +86,7 @@ class ResultSet:
                                f"({len(r.dev_labels)} vs {len(labels)} labels, or a different order)")
         members = [
             Member(r.spec.method.method, r.spec.seed, np.asarray(r.dev_logits, dtype=np.float32),
-                   r.mask.flat() if r.spec.method.method in LOTTERY_METHODS else None)
+                   r.mask.flat() if r.spec.method.method in LOTTERY_METHODS else None, r.mask.sparsity)
             for r in results
         ]
         return cls.from_members(get_task(tasks.pop()), labels, members)

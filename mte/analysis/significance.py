@@ -1,24 +1,43 @@
-"""Is a method's ensemble better than BASELINE's? A t-test over combinations, as the paper, and a paired
-bootstrap over dev examples, because combination scores share members and examples and so are not the
-independent samples the t-test assumes.
+"""Is one method's ensemble better than another's? Two tests, both reported; claims rest on the second.
 
-Bootstrap: B resamples of the dev examples (multinomial counts W, (B, n), seeded) shared by both methods
-(paired). For each resample, every ensemble is re-scored and the protocol's weighted mean taken; the
-interval is the percentile interval of method − BASELINE. Re-scoring all combinations for every resample
-is done from weighted sufficient statistics (W @ indicators: confusion counts, moments), a few matrix
-products instead of B × C metric calls. Spearman re-uses the ranks of the full dev set (a weighted
-Pearson of fixed ranks), an approximation that avoids re-ranking B × C arrays.
+(a) The paper's: Student's t-test over the combination scores of the two methods. Combinations share members
+(and examples), so they are not the independent samples the test assumes; it is anti-conservative (in the null
+simulation of `mte.analysis.simulate` it rejects far more often than its nominal α).
+
+(b) The seed-level permutation test. Seed s of method A and seed s of method B form a pair (they share the
+head initialisation and data order); under "no difference" the two members of a pair are exchangeable. Each
+permutation swaps the members of a random subset of pairs (within their group, since a pair is one seed) and
+recomputes the statistic exactly as Table 1 computes it (every 5-member combination within each group). The
+p-value counts permuted statistics at least as extreme as the observed one, two-sided; with 2^S ≤ the
+number asked for, all 2^S swaps are enumerated (exact). Its size is checked by simulation in the test suite.
+
+The interval for Δ = ensemble(A) − ensemble(B) is a delete-one-pair jackknife over seeds: the protocol's mean
+over the combinations that do not contain seed s (of either method) is Δ without that pair, so it costs
+nothing beyond the scores already computed. Its coverage is checked by the same simulation.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata, ttest_ind
+from scipy.stats import t as student_t
+from scipy.stats import ttest_ind
 
-from mte.analysis.ensembles import Combos
-from mte.metrics import f1_from_counts, matthews_from_counts
+from mte.analysis.ensembles import (
+    Combinations,
+    MethodEnsembles,
+    binary_counts,
+    combination_scores,
+    seed_groups,
+    table_score,
+)
+from mte.metrics import binary_from_counts, predictions, score
+from mte.tasks import TaskSpec
+
+_TIE = 1e-12  # permuted statistics within this of the observed one count as "as extreme" (float noise)
 
 
 def t_test(a: np.ndarray, b: np.ndarray) -> float:
@@ -30,70 +49,135 @@ def t_test(a: np.ndarray, b: np.ndarray) -> float:
         return float(ttest_ind(a, b).pvalue)
 
 
-def mark(vs_baseline: tuple[float, float], vs_base_lt: tuple[float, float] | None, alpha: float = 0.05) -> str:
-    """The paper's marks from (difference, p-value) pairs: † better than BASELINE with p < alpha,
-    ‡ better than both BASELINE and BASE-LT. A worse method gets no mark whatever its p-value."""
+@dataclass
+class Comparison:
+    """Method A against method B on one task, per metric: the observed differences and both tests' p-values."""
 
-    def better(d: tuple[float, float]) -> bool:
-        return bool(d[0] > 0 and d[1] < alpha)
+    a: str
+    b: str
+    seeds: list[int]  # the pairs compared (seeds both methods have)
+    gain: dict[str, float]  # ensemble(A) − ensemble(B)
+    diff_gain: dict[str, float]  # (ensemble − single)(A) − (ensemble − single)(B)
+    p_perm: dict[str, float]  # seed-level permutation test of `gain`
+    p_perm_diff: dict[str, float]  # ... of `diff_gain`
+    p_ttest: dict[str, float]  # the paper's t-test over combination scores (ensemble)
+    p_ttest_diff: dict[str, float]  # ... over combination diffs (ensemble − mean single of its members)
+    ci_low: dict[str, float]  # jackknife interval of `gain`
+    ci_high: dict[str, float]
+    permutations: int  # permuted statistics the p-values rest on (2^S when enumerated)
+    exact: bool
 
-    if not better(vs_baseline):
-        return ""
-    return "‡" if vs_base_lt is not None and better(vs_base_lt) else "†"
+
+def pair_outputs(a: MethodEnsembles, b: MethodEnsembles) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The seeds both methods have, and their outputs in that order: (seeds, A (S, n, k), B (S, n, k))."""
+    common = sorted(set(a.seeds) & set(b.seeds))
+    ia = [a.seeds.index(s) for s in common]
+    ib = [b.seeds.index(s) for s in common]
+    return common, a.outputs[ia], b.outputs[ib]
 
 
-def bootstrap_weights(n: int, resamples: int = 1000, seed: int = 0) -> np.ndarray:
-    """(B, n) how often each dev example is drawn in each resample (each row sums to n)."""
+def swap_patterns(n_pairs: int, permutations: int, seed: int) -> tuple[np.ndarray, bool]:
+    """(P, S) bool: which pairs each permutation swaps. All 2^S patterns (exact) when that is ≤ `permutations`,
+    else the identity plus random ones."""
+    if n_pairs <= 20 and 2**n_pairs <= permutations:
+        return np.array(list(itertools.product([False, True], repeat=n_pairs)), dtype=bool).reshape(-1, n_pairs), True
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+    random = rng.random((permutations, n_pairs)) < 0.5
+    return np.concatenate([np.zeros((1, n_pairs), dtype=bool), random]), False
 
 
-def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Pearson of each row of x (C, n) with y (n,) under each weight row of w (B, n) → (B, C)."""
-    n = w.sum(1, keepdims=True)
-    x = x - x.mean(1, keepdims=True)  # centring first keeps the moment formulas well conditioned
-    y = y - y.mean()
-    mx, my = (w @ x.T) / n, (w @ y)[:, None] / n
-    cov = (w @ (x * y).T) / n - mx * my
-    vx = (w @ (x * x).T) / n - mx * mx
-    vy = (w @ (y * y))[:, None] / n - my * my
-    denom = np.sqrt(np.maximum(vx, 0) * np.maximum(vy, 0))
-    return np.where(denom > 0, cov / np.where(denom > 0, denom, 1), 0.0)
+def statistics(task: TaskSpec, a: np.ndarray, b: np.ndarray, labels: np.ndarray, comb: Combinations,
+               swap: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(gain, diff gain) per metric, Table 1's quantities, for each row of `swap` (P, S): the member sets where
+    the pairs marked True trade places. a, b: (S, n, k) member outputs. Returns metric → (P,)."""
+    if task.num_labels == 2:  # one margin column per member, every ensemble of every pattern in one product
+        pos, n = int(np.count_nonzero(labels == 1)), len(labels)
+        order = np.argsort(labels != 1, kind="stable")  # positives first, as `binary_counts` wants them
+        labels = labels[order]
+        ma, mb = (x[:, order, 1] - x[:, order, 0] for x in (a, b))  # (S, n)
+        sides = []
+        for first, second in ((ma, mb), (mb, ma)):
+            margin = np.where(swap.T[:, :, None], second[:, None], first[:, None])  # (S, P, n)
+            counts = binary_counts(margin, labels, comb)  # (C, P, 2)
+            ensembles = binary_from_counts(counts[..., 0], counts[..., 1], pos, n)  # metric → (C, P)
+            single_pred = margin > 0
+            singles = binary_from_counts(np.count_nonzero(single_pred[..., labels == 1], -1),
+                                         np.count_nonzero(single_pred, -1), pos, n)  # metric → (S, P)
+            sides.append(({m: comb.weights @ ensembles[m] for m in task.metrics},
+                          {m: singles[m].mean(0) for m in task.metrics}))
+    else:
+        sides = []
+        for first, second in ((a, b), (b, a)):
+            x = np.where(swap[:, :, None, None], second, first)  # (P, S, n, k)
+            sides.append((table_score(combination_scores(task, x, labels, comb), comb),
+                          {m: v.mean(-1) for m, v in score(task, predictions(task, x), labels).items()}))
+    (ta, sa), (tb, sb) = sides
+    gain = {m: ta[m] - tb[m] for m in task.metrics}
+    diff = {m: (ta[m] - sa[m]) - (tb[m] - sb[m]) for m in task.metrics}
+    return gain, diff
 
 
-def resampled_scores(metric: str, pred: np.ndarray, labels: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """`metric` of every row of pred (C, n) on every resample in w (B, n) → (B, C).
-
-    With w all ones this is `mte.metrics`' value; with integer counts it equals the metric of the
-    resampled arrays (Spearman: see the module docstring).
-    """
-    if metric == "pearson":
-        return _weighted_pearson(pred.astype(np.float64), labels.astype(np.float64), w)
-    if metric == "spearman":
-        return _weighted_pearson(rankdata(pred, axis=-1), rankdata(labels), w)
-    n = w.sum(1)[:, None]
-    if metric == "accuracy":
-        return (w.astype(np.float32) @ (pred == labels).T.astype(np.float32)) / n
-    # True and false positives from the positive and the negative examples: one product's worth of work.
-    # Counts and 0/1 indicators are exact in float32 (n < 2**24), which multiplies twice as fast.
-    p, y = (pred == 1).astype(np.float32), labels == 1
-    tp = (w[:, y].astype(np.float32) @ p[:, y].T).astype(np.float64)
-    fp = (w[:, ~y].astype(np.float32) @ p[:, ~y].T).astype(np.float64)
-    pos = w[:, y].sum(1)[:, None]
-    if metric == "f1":
-        return f1_from_counts(tp, tp + fp, pos)
-    if metric == "matthews":
-        return matthews_from_counts(tp, n - pos - fp, fp, pos - tp)
-    raise ValueError(f"no bootstrap for metric {metric!r}")
+def permutation_p(task: TaskSpec, a: np.ndarray, b: np.ndarray, labels: np.ndarray, comb: Combinations,
+                  permutations: int = 1000, seed: int = 0, batch: int = 50
+                  ) -> tuple[dict[str, float], dict[str, float], int, bool]:
+    """Two-sided p-values of the seed-level permutation test of (gain, diff gain) per metric, with the number of
+    permuted statistics and whether they were all 2^S (see the module docstring)."""
+    patterns, exact = swap_patterns(a.shape[0], permutations, seed)
+    observed = statistics(task, a, b, labels, comb, patterns[:1] & False)
+    hits = [{m: 0 for m in task.metrics} for _ in observed]
+    for start in range(0, len(patterns), batch):
+        permuted = statistics(task, a, b, labels, comb, patterns[start:start + batch])
+        for h, obs, perm in zip(hits, observed, permuted, strict=True):
+            for m in task.metrics:
+                h[m] += int(np.count_nonzero(np.abs(perm[m]) >= np.abs(obs[m][0]) - _TIE))
+    # Random draws include the identity, so hits / (P + 1) is the usual (1 + e) / (1 + P).
+    total = len(patterns)
+    p = [{m: h[m] / total for m in task.metrics} for h in hits]
+    return p[0], p[1], total, exact
 
 
-def protocol_resamples(metric: str, combos: Combos, labels: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(B,) the protocol's ensemble score (weighted mean over combinations) on each resample."""
-    if metric == "accuracy":  # linear in the examples: average the combinations first, then one product
-        return (w @ (combos.weights @ (combos.pred == labels))) / w.sum(1)
-    return resampled_scores(metric, combos.pred, labels, w) @ combos.weights
+def jackknife_interval(gain_by_pair: np.ndarray, gain: float, level: float) -> tuple[float, float]:
+    """Delete-one-pair jackknife interval around `gain` (Student's t with S − 1 degrees of freedom)."""
+    s = len(gain_by_pair)
+    if s < 2 or not np.all(np.isfinite(gain_by_pair)):
+        return float("nan"), float("nan")
+    se = np.sqrt((s - 1) / s * np.sum((gain_by_pair - gain_by_pair.mean()) ** 2))
+    half = student_t.ppf(0.5 + level / 2, s - 1) * se
+    return float(gain - half), float(gain + half)
 
 
-def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    lo, hi = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
+def compare(task: TaskSpec, labels: np.ndarray, a: MethodEnsembles, b: MethodEnsembles, sizes: tuple[int, ...],
+            permutations: int = 1000, seed: int = 0, level: float = 0.95) -> Comparison | None:
+    """A against B with Table 1's ensembles of `sizes`, over the seeds both have (None if they cannot form them)."""
+    seeds, xa, xb = pair_outputs(a, b)
+    if len(seeds) < 2:
+        return None
+    groups = seed_groups(seeds)
+    comb = Combinations.concat([Combinations.within(groups, len(seeds), m) for m in sizes])
+    if len(comb) == 0:
+        return None
+    sa, sb = (combination_scores(task, x, labels, comb) for x in (xa, xb))
+    single_a, single_b = (score(task, predictions(task, x), labels) for x in (xa, xb))
+    ta, tb = table_score(sa, comb), table_score(sb, comb)
+    gain = {m: float(ta[m] - tb[m]) for m in task.metrics}
+    diff_gain = {m: float((ta[m] - single_a[m].mean()) - (tb[m] - single_b[m].mean())) for m in task.metrics}
+    p_perm, p_perm_diff, total, exact = permutation_p(task, xa, xb, labels, comb, permutations, seed)
+    size_of = comb.sizes
+    p_t, p_t_diff, lo, hi = {}, {}, {}, {}
+    for m in task.metrics:
+        p_t[m] = t_test(sa[m], sb[m])
+        da = sa[m] - comb.members @ single_a[m] / size_of  # each ensemble minus the mean of its members
+        db = sb[m] - comb.members @ single_b[m] / size_of
+        p_t_diff[m] = t_test(da, db)
+        by_pair = []
+        for i in range(len(seeds)):
+            rest = comb.without(i)
+            keep = ~comb.members[:, i]
+            by_pair.append(rest.weights @ sa[m][keep] - rest.weights @ sb[m][keep] if len(rest) else np.nan)
+        lo[m], hi[m] = jackknife_interval(np.array(by_pair), gain[m], level)
+    return Comparison(a.method, b.method, seeds, gain, diff_gain, p_perm, p_perm_diff, p_t, p_t_diff, lo, hi,
+                      total, exact)
+
+
+def better(gain: float, p: float, alpha: float) -> bool:
+    return bool(np.isfinite(p) and gain > 0 and p < alpha)

@@ -13,4 +13,4 @@ def report(tracking: TrackingOptions, analysis: AnalysisOptions, report: ReportO
     """Ensembles, t-tests, diversity, mask overlap and figures of a sweep, read back from MLflow."""
     from sweeps.report import run_report
 
-    run_report(tracking.experiment, tracking.tracking_uri, report, analysis)
+    run_report(tracking, report, analysis)

@@ -43,10 +43,11 @@ def run(
     seed = spec.seed
     with _progress() as progress:
         bar = _FineTuneBars(progress)
-        if spec.method.method == "active-lt" and not prior_mask and seed > 0:
-            console.print(f"active-lt seed {seed} needs the final masks of seeds 0..{seed - 1}: "
+        chain = spec.method.chain_seeds(seed)
+        if spec.method.method == "active-lt" and not prior_mask and len(chain) > 1:
+            console.print(f"active-lt seed {seed} needs the final masks of seeds {chain[0]}..{seed - 1}: "
                           "running (or loading) them first")
-            result = active_chain(spec, st, range(seed + 1), paths.data_dir, on_seed=bar.set_seed,
+            result = active_chain(spec, st, chain, paths.data_dir, on_seed=bar.set_seed,
                                   on_step=bar.step, on_fine_tune=bar.start)[-1]
         else:
             priors = [Mask.load(p) for p in prior_mask or []]

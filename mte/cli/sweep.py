@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from mte import fields
-from mte.cli.options import Given, options
+from mte.cli.options import Given, flag, options
 from mte.errors import MteError
 from sweeps.options import SweepOptions
-from sweeps.presets import PRESETS
 
 console = Console(stderr=True)
 
@@ -18,18 +20,23 @@ console = Console(stderr=True)
 def sweep(
     o: SweepOptions,
     given: Given,
-    preset: str | None = typer.Option(None, "--preset", metavar="[" + "|".join(PRESETS) + "]",
-                                      help="Named option set (sweeps/presets.py), e.g. 'quick': MiniLM, 3 seeds, a "
-                                           "real MRPC subset. Options given here still win."),
     resume: bool = typer.Option(False, "--resume", help="Continue the experiment's latest sweep with its "
                                                         "recorded options (options given here still win)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the options the sweep would run with (after the "
+                                                          "preset or the recorded sweep) and where each came from; "
+                                                          "run nothing."),
 ) -> None:
     """Run many seeds of many methods as Ray Tune trials, recorded in MLflow; rerunning resumes."""
     from sweeps.presets import preset as preset_options
     from sweeps.report import ReportOptions, run_report
     from sweeps.runner import run_sweep
 
-    o = fields.overlay(_recorded(o) if resume else preset_options(preset), o, given["o"])
+    base = _recorded(o) if resume else preset_options(o.preset)
+    o = fields.overlay(base, o, given["o"])
+    if dry_run:
+        origin = "recorded sweep" if resume else f"preset {o.preset}" if o.preset else "default"
+        _print_options(o, given["o"], base, origin)
+        return
     outcome = run_sweep(o)
     if outcome.interrupted:
         raise KeyboardInterrupt
@@ -38,10 +45,26 @@ def sweep(
     if o.report and o.seeds < 2:
         console.print("report: skipped (ensembles need at least 2 seeds)")
     elif o.report:
-        run_report(o.tracking.experiment, outcome.tracking_uri,
-                   ReportOptions(run_id=outcome.parent_run_id, out=o.report_dir / outcome.sweep_hash),
+        run_report(dataclasses.replace(o.tracking, tracking_uri=outcome.tracking_uri),
+                   ReportOptions(run_ids=(outcome.parent_run_id,), out=o.report_dir / outcome.sweep_hash),
                    methods=o.methods, seeds=o.seeds)
     console.print(f"browse: mte ui --tracking-uri {outcome.tracking_uri}", highlight=False)
+
+
+def _print_options(o: SweepOptions, given: set, base: SweepOptions, origin: str) -> None:
+    table = Table(title="mte sweep would run with", box=None)
+    for col in ("option", "value", "from"):
+        table.add_column(col)
+    defaults = SweepOptions()
+    for leaf in fields.leaves(SweepOptions, exclude=("spec.method.method", "spec.seed")):
+        value = fields.get(o, leaf.path)
+        source = "command line" if leaf.path in given else origin if value != fields.get(defaults, leaf.path) or \
+            fields.get(base, leaf.path) != fields.get(defaults, leaf.path) else "default"
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        if leaf.path == ("spec", "train", "lr") and value is None:
+            shown = f"the model's default, {o.spec.resolved().train.lr:g}"
+        table.add_row(flag(leaf), str(shown), source)
+    Console(width=160).print(table)
 
 
 def _recorded(o: SweepOptions) -> SweepOptions:

@@ -1,0 +1,38 @@
+"""A sweep's plan: units, trial order, ACTIVE-LT chains (one, or one per seed group) and per-method τ."""
+
+import dataclasses
+
+from mte.hparams import METHODS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from sweeps.plan import SweepPlan, Unit
+
+BASE = RunSpec(DataHparams(train_limit=16, eval_limit=8), ModelHparams(), TrainHparams(epochs=1), MethodHparams())
+
+
+def test_one_active_lt_chain_over_all_seeds_queued_first(generated_glue):
+    plan = SweepPlan.build(BASE, METHODS, 4, generated_glue)
+    trials = plan.trials(set())
+    assert trials[0]["name"] == "active-lt-chain" and trials[0]["seeds"] == [0, 1, 2, 3]
+    assert len(trials) == 1 + 4 * 4
+    done = {plan.unit_hash(Unit("active-lt", s)) for s in (0, 1, 2)}
+    (chain,) = [t for t in plan.trials(done) if t["method"] == "active-lt"]
+    assert chain["seeds"] == [0, 1, 2, 3] and chain["todo"] == [3]  # seeds 0–2 only supply their masks
+
+
+def test_active_lt_chains_per_group_run_side_by_side(generated_glue):
+    spec = dataclasses.replace(BASE, method=MethodHparams(active_chain="group"))
+    plan = SweepPlan.build(spec, ("baseline", "active-lt"), 20, generated_glue)
+    chains = [t for t in plan.trials(set()) if t["method"] == "active-lt"]
+    assert [(t["name"], t["seeds"]) for t in chains] == [("active-lt-chain-0", list(range(10))),
+                                                         ("active-lt-chain-10", list(range(10, 20)))]
+    assert plan.sweep_hash != SweepPlan.build(BASE, ("baseline", "active-lt"), 20, generated_glue).sweep_hash
+
+
+def test_tuned_tau_per_method(generated_glue):
+    plan = SweepPlan.build(BASE, METHODS, 2, generated_glue)
+    same = plan.with_taus({"active-lt": 3e-4, "random-lt": 3e-4})
+    assert same.taus == {} and same.base.method.tau == 3e-4  # one τ: the sweep's
+    assert same.sweep_hash == SweepPlan.build(BASE.with_method(tau=3e-4), METHODS, 2, generated_glue).sweep_hash
+    each = plan.with_taus({"active-lt": 1e-4, "random-lt": 5e-4})
+    assert each.spec(Unit("random-lt", 1)).method.tau == 5e-4 and each.spec(Unit("active-lt", 1)).method.tau == 1e-4
+    assert each.unit_hash(Unit("baseline", 0)) == plan.unit_hash(Unit("baseline", 0))  # τ does not touch BASELINE
+    assert each.sweep_hash != plan.sweep_hash
