@@ -129,26 +129,34 @@ def from_dict(cls: type[T], d: typing.Mapping[str, Any]) -> T:
     for name, value in d.items():
         tp = hints[name]
         if is_group(tp):
+            if not isinstance(value, dict):
+                raise MteError(f"{cls.__name__}.{name} must be an object, got {value!r}")
             kwargs[name] = from_dict(tp, value)
         else:
-            kwargs[name] = _coerce(tp, value)
+            try:
+                kwargs[name] = _coerce(tp, value)
+            except MteError as e:
+                raise MteError(f"{cls.__name__}.{name}: {e}") from None
     return cls(**kwargs)
 
 
 def _coerce(tp: Any, value: Any) -> Any:
+    """`value` (from JSON) as type `tp`; MteError if it is not one (recorded options are read back as input)."""
     if value is None:
         return None
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     origin = typing.get_origin(tp)
     if origin in (typing.Union, _UnionType) and len(args) == 1:
         return _coerce(args[0], value)
-    if origin is tuple:
+    if origin is tuple and isinstance(value, list | tuple):
         return tuple(_coerce(args[0], v) for v in value) if args else tuple(value)
-    if tp is Path:
+    if tp is Path and isinstance(value, str):
         return Path(value)
-    if tp is float and isinstance(value, int | str):
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    return value
+    if tp in (int, bool, str) and type(value) is tp:
+        return value
+    raise MteError(f"{value!r} is not a valid {getattr(tp, '__name__', tp)}")
 
 
 _UnionType = type(int | None)

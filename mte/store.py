@@ -1,21 +1,79 @@
-"""A folder of results keyed by hyperparameter hash: write once, atomically; read many times.
+"""A folder of results keyed by hyperparameter hash: write once, atomically, with checksums; read many times.
 
-`<root>/<kind>/<key>/` holds one result. Writers build it in a temporary sibling and rename it into place,
-so a crash never leaves a half-written result and nothing stored is ever overwritten. A per-key file lock
-makes concurrent processes asking for the same work wait for one another instead of doing it twice.
+`<root>/<kind>/<key>/` holds one result. Writers build it in a temporary sibling, write `MANIFEST.json` (the
+SHA-256 of every file) last, and rename it into place, so a crash never leaves a half-written result and nothing
+stored is ever overwritten. Reading checks the manifest: a damaged or incomplete entry (a truncated file, a file
+missing or changed, a file that does not load) is moved to `.quarantine/` with a one-line warning, never deleted,
+and the caller recomputes it. An entry from before checksums (no manifest) is checked by loading it, then
+signed. A per-key file lock makes concurrent processes asking for the same work wait for one
+another instead of doing it twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import hashlib
+import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+from mte.errors import MteError
 
 QUARANTINE = ".quarantine"  # entries moved aside (replaced or damaged), never deleted
+MANIFEST = "MANIFEST.json"  # {"files": {name: sha256}}: written last, so its presence means complete
+log = logging.getLogger("mte.store")
+T = TypeVar("T")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    files = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"files": files}, indent=1))
+    os.replace(tmp, folder / MANIFEST)
+
+
+def damage(folder: Path) -> str | None:
+    """Why `folder` is not a complete entry (None if it is): no manifest, a listed file missing or changed."""
+    try:
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+    except FileNotFoundError:
+        return None  # from before checksums: `Store.load` checks it by loading it
+    except (ValueError, KeyError, OSError) as e:
+        return f"unreadable {MANIFEST} ({type(e).__name__})"
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if sha256(path) != digest:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def check_root(path: Path) -> None:
+    """A result store is a new folder, or one that holds mte's results, never another folder (a typo in --out,
+    or a path recorded in a tracking store that someone edited, must not spread results into it)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise MteError(f"result store {path} is a file")
+    if any(path.iterdir()) and not any((path / n).is_dir() for n in ("runs", "finetunes", ".locks")):
+        raise MteError(f"result store {path} exists and is not an mte result store (no runs/ or finetunes/)")
 
 
 class Store:
@@ -26,12 +84,41 @@ class Store:
         return self.root / kind / key
 
     def has(self, kind: str, key: str) -> bool:
-        return self.path(kind, key).is_dir()
+        """Whether a complete entry exists; a damaged one is quarantined (and then does not exist)."""
+        folder = self.path(kind, key)
+        if not folder.is_dir():
+            return False
+        problem = damage(folder)
+        if problem is None:
+            return True
+        self.quarantine(kind, key, problem)
+        return False
+
+    def load(self, kind: str, key: str, loader: Callable[[Path], T]) -> T | None:
+        """`loader(folder)` of a complete entry; None if there is none or it cannot be read (then quarantined).
+        Call under the lock: an entry from before checksums is signed once it loaded."""
+        if not self.has(kind, key):
+            return None
+        folder = self.path(kind, key)
+        try:
+            value = loader(folder)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, MteError) as e:
+            self.quarantine(kind, key, f"does not load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            return None
+        if not (folder / MANIFEST).exists():
+            write_manifest(folder)
+        return value
+
+    def quarantine(self, kind: str, key: str, why: str) -> Path:
+        """Move an entry to `.quarantine/<kind>/<key>.<random>/` with a one-line warning (call under the lock)."""
+        aside = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=self._mkdir(self.root / QUARANTINE / kind)))
+        os.rename(self.path(kind, key), aside / key)
+        log.warning("result store: %s/%s %s; moved to %s and recomputed", kind, key, why, aside / key)
+        return aside / key
 
     @contextlib.contextmanager
     def lock(self, kind: str, key: str) -> Iterator[None]:
-        locks = self.root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        locks = self._mkdir(self.root / ".locks")
         with open(locks / f"{kind}-{key}.lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
@@ -40,14 +127,16 @@ class Store:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def write(self, kind: str, key: str, writer: Callable[[Path], None]) -> Path:
-        """Create `<kind>/<key>/` from `writer(tmpdir)`; a no-op if it already exists."""
+        """Create `<kind>/<key>/` from `writer(tmpdir)` and its manifest; a no-op if it already exists."""
         final = self.path(kind, key)
         if final.exists():
             return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        parent = self._mkdir(final.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=parent))
         try:
-            writer(tmp)
+            with _disk_full_is_an_error(self.root):
+                writer(tmp)
+                write_manifest(tmp)
             os.rename(tmp, final)
         except OSError:
             if not final.exists():
@@ -58,25 +147,50 @@ class Store:
         return final
 
     def replace(self, kind: str, key: str, writer: Callable[[Path], None]) -> Path:
-        """Like `write`, but an existing `<kind>/<key>/` is moved to `.quarantine/` first (call under the lock)."""
-        final = self.path(kind, key)
-        if final.exists():
-            aside = self.root / QUARANTINE / kind
-            aside.mkdir(parents=True, exist_ok=True)
-            os.rename(final, Path(tempfile.mkdtemp(prefix=f"{key}.", dir=aside)) / key)
+        """Like `write`, but an existing `<kind>/<key>/` is quarantined first (call under the lock)."""
+        if self.path(kind, key).exists():
+            self.quarantine(kind, key, "was replaced by a retraining that did not reproduce it")
         return self.write(kind, key, writer)
 
     def add_file(self, kind: str, key: str, name: str, writer: Callable[[Path], None]) -> Path:
-        """Add one file to an existing result (e.g. a further pruned mask), atomically; never replaces one."""
-        target = self.path(kind, key) / name
+        """Add one file to an existing entry (e.g. a further pruned mask), atomically, and re-sign the entry;
+        never replaces a file (call under the lock)."""
+        folder = self.path(kind, key)
+        target = folder / name
         if target.exists():
             return target
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
         os.close(fd)
         try:
-            writer(Path(tmp))
-            os.replace(tmp, target)
+            with _disk_full_is_an_error(self.root):
+                writer(Path(tmp))
+                os.replace(tmp, target)
+                write_manifest(folder)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return target
+
+    @staticmethod
+    def _mkdir(path: Path) -> Path:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise MteError(f"result store: {path} is in the way of a folder (a file?)") from None
+        except PermissionError:
+            raise MteError(f"result store: no permission to create {path}") from None
+        return path
+
+
+@contextlib.contextmanager
+def _disk_full_is_an_error(root: Path) -> Iterator[None]:
+    """A full disk is the user's to fix: one line. Writers raise OSError, or their own error types that say it
+    (safetensors: "No space left on device (os error 28)")."""
+    try:
+        yield
+    except Exception as e:
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full or "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            raise MteError(f"no space left on the device of the result store {root}: nothing half-written was "
+                           "kept; free space and run again") from None
+        raise

@@ -13,6 +13,7 @@ The L1 term τ·Σ|θ ⊙ l| is added as its subgradient τ·l·sign(θ), with n
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from torch import nn
 
 from mte import dropout
 from mte.data import TokenizedSplit, eval_batches, train_batches
+from mte.errors import MteError
 from mte.hparams import TrainHparams
 from mte.masks import Mask
 from mte.metrics import task_metrics
@@ -154,13 +156,33 @@ def fine_tune(
             step += 1
             if on_step is not None:
                 on_step(step, total)
+        check_finite(net, float(loss_sum), epoch, hp)
         result.dev_logits = predict(net, dev, pad_id, device)
+        if not np.isfinite(result.dev_logits).all():
+            raise Diverged(f"the fine-tune diverged: its dev logits have inf or NaN values after epoch {epoch + 1} "
+                           f"(lr {hp.lr:g}); nothing was stored")
         metrics = task_metrics(task, result.dev_logits, dev.labels.numpy())
         result.epochs.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch, **metrics})
     result.test_logits = predict(net, test, pad_id, device) if test is not None else None
     result.steps = step
     result.wall_s = time.perf_counter() - start
     return result
+
+
+class Diverged(MteError):
+    """A fine-tune whose loss or weights stopped being finite numbers: it must fail, not be stored."""
+
+
+def check_finite(net: nn.Module, loss_sum: float, epoch: int, hp: TrainHparams) -> None:
+    """Fail loudly if the epoch's loss or any weight is inf or NaN (e.g. a learning rate far too large)."""
+    if not math.isfinite(loss_sum):
+        raise Diverged(f"the fine-tune diverged: its train loss became {loss_sum} in epoch {epoch + 1} (lr {hp.lr:g}); "
+                       "nothing was stored")
+    with torch.no_grad():
+        bad = next((n for n, p in net.named_parameters() if not torch.isfinite(p).all()), None)
+    if bad is not None:
+        raise Diverged(f"the fine-tune diverged: weight {bad} has inf or NaN values after epoch {epoch + 1} "
+                       f"(lr {hp.lr:g}); nothing was stored")
 
 
 def _loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

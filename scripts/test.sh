@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-export HF_HUB_OFFLINE=1 RAY_AUTH_MODE=disabled
+export HF_HUB_OFFLINE=1
 ruff check .
 lint-imports
 python -m pytest -q "$@"

@@ -1,8 +1,12 @@
 """Starting or joining Ray, and checking that it can give a trial what it asks for.
 
-Ray 2.60 turns token authentication on for new local clusters; a sweep's local cluster binds to
-127.0.0.1 and sets `RAY_AUTH_MODE=disabled` (unless the environment says otherwise) so workers and the
-dashboard need no token. Joining a cluster (`--ray-address`) leaves authentication to that cluster.
+A local cluster listens on 127.0.0.1 only: Ray binds every server (GCS, raylet, object manager, agents, workers)
+to the node's IP, and resolves 127.0.0.1 to the machine's network address unless its single-machine mode is on
+(`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read when ray is imported and inherited by every process it starts). It
+also keeps Ray's token authentication on: the token is mte's own (a 0600 file, `$XDG_CONFIG_HOME/mte/
+ray_auth_token`), so nothing else can submit work to the cluster; the dashboard asks for it. `RAY_AUTH_MODE=
+disabled` in the environment turns it off. Joining a cluster (`--ray-address`) leaves addresses and
+authentication to that cluster (see sweeps/README.md), after checking in seconds that its address answers.
 """
 
 from __future__ import annotations
@@ -10,11 +14,23 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from mte.errors import MteError
 from mte.fields import hp
+
+LOOPBACK = "127.0.0.1"
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 as the node's address
+TOKEN_FILE = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "mte" / "ray_auth_token"
+DEFAULT_RAY_PORT = 6379
 
 
 @dataclass(frozen=True)
@@ -28,7 +44,9 @@ class RayOptions:
     gpus_per_trial: float = hp(0.0, "GPUs per trial; a fraction lets trials share one GPU.")
     max_concurrent: int | None = hp(None, "At most this many trials at once (default: as resources allow).")
     max_failures: int = hp(2, "Retries of a trial that raised or whose process died.")
-    dashboard: bool = hp(True, "Start the Ray dashboard (127.0.0.1) with a local Ray.")
+    dashboard: bool = hp(True, "Start the Ray dashboard with a local Ray.")
+    dashboard_host: str = hp(LOOPBACK, "Address the local dashboard binds (0.0.0.0 exposes it, e.g. from Docker).")
+    dashboard_port: int | None = hp(None, "Port of the local dashboard (default: Ray's, 8265 or the next free one).")
 
     def validate(self) -> RayOptions:
         if not self.cpus_per_trial > 0 or math.isinf(self.cpus_per_trial):
@@ -42,6 +60,8 @@ class RayOptions:
             raise MteError(f"--max-failures must be >= 0, got {self.max_failures}")
         if self.num_cpus is not None and self.num_cpus < 1:
             raise MteError(f"--num-cpus must be >= 1, got {self.num_cpus}")
+        if self.dashboard_port is not None and not 1024 <= self.dashboard_port <= 65535:
+            raise MteError(f"--dashboard-port must be in 1024..65535, got {self.dashboard_port}")
         return self
 
     @property
@@ -74,24 +94,85 @@ def check_local_gpus(ray_options: RayOptions) -> None:
 
 
 def connect(ray_options: RayOptions) -> Cluster:
+    address, num_cpus, dashboard = ray_options.ray_address, ray_options.num_cpus, ray_options.dashboard
+    if address:
+        check_address(address)
+    else:
+        local_cluster_environment()
     import ray
 
-    address, num_cpus, dashboard = ray_options.ray_address, ray_options.num_cpus, ray_options.dashboard
     if ray.is_initialized():
         return Cluster(False, _dashboard_url())
     try:
-        if address:
-            ctx = ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            # Worker output stays in Ray's logs: the live view reports each trial, Tune keeps error files.
-            ctx = ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                           logging_level=logging.WARNING, log_to_driver=False)
+        with _signals_after():  # Ctrl-C while Ray's processes start: handled once ray.init returns
+            if address:
+                ctx = ray.init(address=address, logging_level=logging.WARNING)
+            else:
+                # Worker output stays in Ray's logs: the live view reports each trial, Tune keeps error files.
+                ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                               dashboard_host=ray_options.dashboard_host, dashboard_port=ray_options.dashboard_port,
+                               _node_ip_address=LOOPBACK, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise MteError(f"cannot start or join {where}: {str(e).strip().splitlines()[0]}") from None
     url = ctx.dashboard_url
     return Cluster(True, f"http://{url}" if url else None)
+
+
+def local_cluster_environment() -> None:
+    """Loopback-only addresses and mte's own auth token for a cluster this process starts (see the docstring)."""
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    if "ray" in sys.modules:  # imported already (e.g. by a test): the constant was read from the environment
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        if not TOKEN_FILE.exists():
+            TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(TOKEN_FILE)
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """A cluster address must answer within `timeout` seconds: `ray.init` would retry for many minutes."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host:
+        host, port = target, str(DEFAULT_RAY_PORT)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except ValueError:
+        raise MteError(f"--ray-address {address!r} is not host:port (or ray://host:port)") from None
+    except OSError as e:
+        raise MteError(f"--ray-address {address}: nothing answers at {host}:{port} ({e.strerror or e}); start the "
+                       "cluster's head there (ray start --head) or fix the address") from None
+
+
+@contextmanager
+def _signals_after() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs and raise them after it (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    handlers = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    for sig in caught[:1]:
+        signal.raise_signal(sig)
 
 
 def check_resources(ray_options: RayOptions) -> None:

@@ -8,6 +8,7 @@ It is a Ray Tune callback, so it runs in the driver and sees every trial's `tune
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -26,6 +27,20 @@ def error_line(error: Any) -> str:
     """The most telling line of a trial's error (Ray wraps the original exception in a traceback)."""
     lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else type(error).__name__
+
+
+def trial_error(trial: Any) -> str:
+    """A failed trial's reason in one line: its exception, else the last line of its error file, else what Ray
+    knows (a worker that died leaves no exception)."""
+    error = trial.get_error()
+    if error is not None:
+        return error_line(error)
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    return error_line(text) if text.strip() else "its worker process died (no exception was recorded)"
 
 
 class SweepView(tune.Callback):
@@ -73,13 +88,13 @@ class SweepView(tune.Callback):
                         f"{took:.0f} s{reused}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(f"[yellow]retry[/]   {trial.config['trial']['name']:<16} {error_line(trial.get_error())}")
+        self._print(f"[yellow]retry[/]   {trial.config['trial']['name']:<16} {trial_error(trial)}")
         for u in self._open_units(trial):
             self.status[u] = "pending"
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         name = trial.config["trial"]["name"]
-        line = error_line(trial.get_error())
+        line = trial_error(trial)
         self._print(f"[red]failed[/]  {name:<16} {line}")
         self.errors[name] = f"{line} (traceback: {trial.error_file})" if trial.error_file else line
         for u in self._open_units(trial):

@@ -12,6 +12,7 @@ from mte.errors import MteError
 from mte.fields import check, from_dict, group, hp, to_dict
 from mte.hparams import METHODS, REGULARISED_METHODS, RunSpec
 from mte.paths import Paths
+from mte.store import check_root
 from sweeps.cluster import RayOptions
 from tracking.options import TrackingOptions
 
@@ -49,6 +50,7 @@ class SweepOptions:
             raise MteError(f"--seeds must be >= 1, got {self.seeds}")
         if not self.methods:
             raise MteError("--methods is empty; give 'all' or a comma list of: " + ", ".join(METHODS))
+        check_root(self.paths.store)
         self.ray.validate()
         return self
 
@@ -125,6 +127,7 @@ class TauOptions:
                            "act on it")
         if self.objective == "ensemble" and self.seeds_per_sample < 2:
             raise MteError("--objective ensemble needs --seeds-per-sample >= 2 (or use --objective single)")
+        check_root(self.paths.store)
         self.ray.validate()
         holdout = self.holdout_fraction if self.tune_on == "train-holdout" else 0.0
         spec = dataclasses.replace(self.spec, data=dataclasses.replace(self.spec.data, holdout=holdout))

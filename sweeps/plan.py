@@ -16,6 +16,7 @@ from typing import Any
 from mte import data as data_mod
 from mte.errors import MteError
 from mte.hparams import METHODS, MethodHparams, RunSpec, digest, non_default
+from mte.lottery import check_inputs
 
 CHAIN_METHOD = "active-lt"
 # Longest first (IMP trials before single fine-tunes), so no slot idles at the end behind one long trial; and
@@ -57,8 +58,7 @@ class SweepPlan:
         base = base.resolved()
         folder = data_mod.resolve_data_dir(data_dir)
         folder = folder.resolve() if folder is not None else None
-        for split in ("train", "dev"):  # fail now, not in every trial (e.g. no data dir and no internet)
-            data_mod.load_split(base.task, folder, split)
+        check_inputs(base, folder)  # fail now, not in every trial (a bad file, a missing model, no internet)
         return cls(base, methods, seeds, folder, data_mod.data_fingerprint(base.task, folder))
 
     def with_taus(self, taus: dict[str, float]) -> SweepPlan:

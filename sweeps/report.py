@@ -41,6 +41,8 @@ def run_report(tracking: TrackingOptions, report: ReportOptions, analysis: Analy
     from tracking.uri import check_reachable, resolve_tracking_uri
 
     analysis = analysis.validate()
+    if report.out.exists() and not report.out.is_dir():
+        raise MteError(f"--out {report.out} is a file; the report needs a folder")
     parents = sweep_parents(tracking.experiment, tracking.tracking_uri, report.run_ids, report.tasks)
     analyses = []
     for parent in parents:
@@ -58,7 +60,7 @@ def run_report(tracking: TrackingOptions, report: ReportOptions, analysis: Analy
         raise MteError(f"one report takes one sweep per task; these sweeps repeat a task: {', '.join(tasks)}")
     summary = write_report(analyses, report.out)
     if report.log:
-        client = check_reachable(resolve_tracking_uri(tracking.tracking_uri))
+        client = check_reachable(resolve_tracking_uri(tracking.tracking_uri, must_exist=True))
         for parent, a in zip(parents, analyses, strict=True):
             log_report(tracking.experiment, tracking.tracking_uri, report.out, parent.info.run_id)
             log_report_metrics(client, parent.info.run_id, a)

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from mte.errors import MteError
 from sweeps.options import SweepOptions
 from sweeps.plan import SweepPlan, Unit
 from sweeps.session import preflight, quiet_fit, ray_cluster, run_config
@@ -60,11 +64,31 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
         for t in found:
             console.print(f"--tau-from-tuning {o.tau_from_tuning}: {t.method}: {t.description}", highlight=False)
     exp = open_experiment(o.tracking, client)
-    previous = find_parent(exp.client, exp.experiment_id, plan.sweep_hash)
-    finished = finished_hashes(exp.client, exp.experiment_id, previous.info.run_id) if previous else {}
-    trials = plan.trials(set(finished))
-    with ray_cluster(o.ray) if trials else contextlib.nullcontext():
-        return _record(o, plan, exp, finished, trials, start, tau_source)
+    with sweep_lock(o.paths.store, plan.sweep_hash):  # one driver per sweep at a time (this store)
+        previous = find_parent(exp.client, exp.experiment_id, plan.sweep_hash)
+        finished = finished_hashes(exp.client, exp.experiment_id, previous.info.run_id) if previous else {}
+        trials = plan.trials(set(finished))
+        with ray_cluster(o.ray) if trials else contextlib.nullcontext():
+            return _record(o, plan, exp, finished, trials, start, tau_source)
+
+
+@contextlib.contextmanager
+def sweep_lock(store: Path, sweep_hash: str) -> Iterator[None]:
+    """Refuse (one line) to drive a sweep another process on this machine drives from the same store; the lock
+    goes with the process, however it ends."""
+    locks = store / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"sweep-{sweep_hash}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise MteError(f"sweep {sweep_hash} is already running from this store (driver pid "
+                           f"{f.read().strip() or '?'}); wait for it to finish, or stop it") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
 
 
 def _record(o: SweepOptions, plan: SweepPlan, exp: Any, finished: dict[str, str], trials: list[dict[str, Any]],

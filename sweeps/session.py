@@ -11,15 +11,18 @@ from typing import Any
 
 from rich.console import Console
 
-from sweeps.cluster import Cluster, RayOptions, check_local_gpus, check_resources, connect
+from sweeps.cluster import Cluster, RayOptions, check_address, check_local_gpus, check_resources, connect
 
 console = Console(stderr=True)
 TUNE_LOGGERS = ("ray.tune", "ray.train", "ray.air")
 
 
 def preflight(ray: RayOptions) -> None:
-    """The Ray options are sane and a local GPU request can be met: before a run or a cluster exists."""
+    """The Ray options are sane, a cluster to join answers, a local GPU request can be met: before a run, a
+    tracking database or a cluster exists."""
     ray.validate()
+    if ray.ray_address:
+        check_address(ray.ray_address)
     check_local_gpus(ray)
 
 

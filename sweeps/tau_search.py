@@ -82,6 +82,7 @@ def search_setup(o: TauOptions) -> tuple[Any, dict[str, Any], int]:
 def run_tuning(o: TauOptions) -> TuningOutcome:
     """Check → parent run → Ray Tune → close the sample runs → record the best τ → plot and print."""
     from mte import data as data_mod
+    from mte.lottery import check_inputs
     from sweeps.tau_report import plot_objective, print_summary
     from tracking import tau as tracked
     from tracking.experiment import open_experiment
@@ -92,6 +93,7 @@ def run_tuning(o: TauOptions) -> TuningOutcome:
     search_library(o.search)
     preflight(o.ray)
     data_dir = data_mod.resolve_data_dir(o.paths.data_dir)
+    check_inputs(o.spec, data_dir)
     fingerprint = data_mod.data_fingerprint(o.spec.task, data_dir)
     exp = open_experiment(o.tracking)
     client = exp.client

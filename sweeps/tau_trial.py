@@ -132,8 +132,8 @@ class TauProgress(tune.Callback):
                                f"(objective {r['objective']:.4f})", highlight=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from sweeps.live import error_line
+        from sweeps.live import trial_error
 
-        self.errors[trial.trial_id] = error_line(trial.get_error())
+        self.errors[trial.trial_id] = trial_error(trial)
         console.print(f"[red]failed[/]  τ {trial.config.get('tau', math.nan):<9.3g} "
                            f"{self.errors[trial.trial_id]}", highlight=False)

@@ -60,15 +60,13 @@ def generated_glue(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One real local Ray (2 CPUs) shared by the in-process sweep tests: starting Ray costs ~10 s."""
-    import logging
+    """One real local Ray (2 CPUs) shared by the in-process sweep tests, started as a sweep starts it (loopback
+    only, token authentication): starting Ray costs ~10 s."""
+    from sweeps.cluster import RayOptions, connect
 
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60 enables token auth for new local clusters
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    cluster = connect(RayOptions(num_cpus=2, dashboard=False))
     yield
-    ray.shutdown()
+    cluster.shutdown()
 
 
 @pytest.fixture(scope="session")

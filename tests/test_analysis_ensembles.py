@@ -125,18 +125,22 @@ def test_chunked_scores_equal_one_pass_and_the_binary_shortcut_equals_argmax():
         assert table_score(twice, comb)[task.metrics[0]].shape == (2,)
 
 
-def test_too_few_seeds_give_a_note_empty_ensemble_columns_and_a_warning():
+def test_methods_are_compared_at_the_largest_size_all_can_form_and_a_one_seed_method_has_no_ensemble():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 30)
-    logits = {"baseline": list(rng.normal(size=(20, 30, 2))), "base-lt": list(rng.normal(size=(4, 30, 2)))}
+    logits = {"baseline": list(rng.normal(size=(20, 30, 2))), "base-lt": list(rng.normal(size=(4, 30, 2))),
+              "bagging": list(rng.normal(size=(1, 30, 2)))}
     a = analyse(resultset(MRPC, labels, logits), AnalysisOptions(permutations=50))
-    assert a.sizes == (5,) and a.paper_sizes
-    lt = a.table1.set_index("method").loc["base-lt"]
-    assert np.isnan(lt["accuracy_ensemble"]) and np.isnan(lt["accuracy_p_vs_baseline"])
-    assert not np.isnan(lt["accuracy_single"])
-    assert any(n.startswith("base-lt has 4 seed(s)") for n in a.notes)
-    assert any("fewer than 2 groups of 5 seeds for base-lt" in w for w in a.warnings)
+    assert a.sizes == (4,) and not a.paper_sizes
+    t = a.table1.set_index("method")
+    assert np.isfinite(t.loc["base-lt", "accuracy_ensemble"]) and np.isfinite(t.loc["baseline", "accuracy_ensemble"])
+    assert np.isnan(t.loc["bagging", "accuracy_ensemble"]) and not np.isnan(t.loc["bagging", "accuracy_single"])
+    assert any(n.startswith("bagging has 1 seed(s)") for n in a.notes)
+    assert any("4-member ensembles" in n for n in a.notes)
+    assert any("fewer than 2 groups of 5 seeds for bagging, base-lt" in w for w in a.warnings)
     assert sorted(a.curves[a.curves.method == "base-lt"].members.unique()) == [1, 2, 3, 4]
+    full = analyse(resultset(MRPC, labels, {"baseline": logits["baseline"]}), AnalysisOptions(permutations=50))
+    assert full.sizes == (5,) and full.paper_sizes and not any("groups of 5" in w for w in full.warnings)
 
 
 def test_fewer_seeds_than_five_use_the_largest_size_the_groups_allow_and_say_so():

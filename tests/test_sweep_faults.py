@@ -30,6 +30,7 @@ def test_killed_worker_is_retried_and_an_always_failing_trial_is_reported(ray_lo
     assert (tmp_path / "store" / ".test-crash" / "die-baseline-0").exists()  # the first attempt did die
     assert "retry" in result.output and "baseline-s0" in result.output
     assert "bagging-s0" in result.output and "injected failure" in result.output
+    assert "None" not in result.output  # every failure and retry says why
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("faults")
     trials = client.search_runs([exp.experiment_id], "tags.role = 'trial'")

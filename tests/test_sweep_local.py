@@ -20,7 +20,8 @@ from tracking.load import load_sweep, log_report
 TINY = ["--train-limit", "16", "--eval-limit", "8", "--epochs", "1", "--max-length", "32", "--batch-size", "16",
         "--rounds", "1"]
 METHODS = "baseline,active-lt"
-ARTIFACTS = {"result.json", "mask.safetensors", "dev_logits.npy", "dev_labels.npy", "test_logits.npy"}
+ARTIFACTS = {"result.json", "mask.safetensors", "dev_logits.npy", "dev_labels.npy", "test_logits.npy",
+             "MANIFEST.json"}
 
 
 @dataclass

@@ -9,6 +9,8 @@ the same parent run and its finished trials are skipped.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from tracking.uri import check_reachable, default_artifact_location, resolve_tra
 CONFIG_TAG = "sweep_config"  # JSON of the options that define the sweep (what `--resume` reads back)
 PRESET_TAG = "preset"  # the preset the sweep's options came from, if any
 TAU_SOURCE_TAG = "tau_source"  # JSON: where τ came from (given, or a tuning: its run, task and split)
+DRIVER_TAG = "driver"  # host:pid of the process driving the sweep
 VERSIONS_TAG = "versions"  # JSON: mte, torch, transformers, ray, mlflow and Python versions of the driver
 
 
@@ -74,11 +77,37 @@ def find_parent(client: MlflowClient, experiment_id: str, sweep_hash: str | None
     return runs[0] if runs else None
 
 
+def driver_tag() -> str:
+    """Who drives a sweep: host and process id (what a second sweep of the same hash checks)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def running_elsewhere(parent: Run) -> str | None:
+    """The driver of a RUNNING parent run if it is another live process on this host (None otherwise: not
+    running, its driver died, or it ran on another host, which this host cannot check)."""
+    driver = parent.data.tags.get(DRIVER_TAG, "")
+    host, _, pid = driver.rpartition(":")
+    if parent.info.status != "RUNNING" or host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return driver
+
+
 def open_parent(client: MlflowClient, experiment_id: str, sweep_hash: str, name: str, tags: dict[str, str],
                 params: dict[str, Any], config: dict[str, Any]) -> str:
-    """Reopen this sweep's parent run (status RUNNING) or create it; returns its run id."""
-    tags = tags | {ROLE: ROLE_SWEEP, SWEEP: sweep_hash, CONFIG_TAG: json.dumps(config, sort_keys=True)}
+    """Reopen this sweep's parent run (status RUNNING) or create it; returns its run id. Refuses (one line) while
+    another live process on this host drives the same sweep."""
+    tags = tags | {ROLE: ROLE_SWEEP, SWEEP: sweep_hash, CONFIG_TAG: json.dumps(config, sort_keys=True),
+                   DRIVER_TAG: driver_tag()}
     parent = find_parent(client, experiment_id, sweep_hash)
+    if parent is not None and (other := running_elsewhere(parent)):
+        raise MteError(f"sweep {sweep_hash} is already running (driver {other}, parent run {parent.info.run_id}); "
+                       "wait for it to finish, or stop it")
     if parent is None:
         run_id = retry(client.create_run, experiment_id, tags=tags, run_name=name).info.run_id
         retry(client.log_batch, run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -98,4 +127,10 @@ def recorded_config(parent: Run) -> dict[str, Any]:
     text = parent.data.tags.get(CONFIG_TAG)
     if not text:
         raise MteError(f"sweep run {parent.info.run_id} has no recorded configuration to resume")
-    return json.loads(text)
+    try:
+        config = json.loads(text)
+    except ValueError:
+        raise MteError(f"sweep run {parent.info.run_id}: its recorded configuration is not JSON") from None
+    if not isinstance(config, dict):
+        raise MteError(f"sweep run {parent.info.run_id}: its recorded configuration is not an object")
+    return config

@@ -22,6 +22,7 @@ from mlflow.entities import Run
 from mte.errors import MteError
 from mte.hparams import METHODS
 from mte.results import SeedResult
+from mte.store import MANIFEST, damage
 from tracking.experiment import find_parent
 from tracking.trial_runs import FINISHED, HASH, retry, trial_runs
 from tracking.uri import check_reachable, resolve_tracking_uri
@@ -41,7 +42,7 @@ class SweepRun:
 def open_sweep(experiment_name: str, tracking_uri: str | None,
                parent_run_id: str | None) -> tuple[MlflowClient, str, str]:
     """(client, experiment id, parent run id) of a sweep: the given run, else the experiment's latest."""
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri, must_exist=True)
     client = check_reachable(uri)
     exp = client.get_experiment_by_name(experiment_name)
     if exp is None:
@@ -93,11 +94,26 @@ def load_sweep_runs(experiment_name: str, tracking_uri: str | None = None, paren
         for run in runs:
             folder = root / run.info.run_id
             folder.mkdir(parents=True, exist_ok=True)
-            local = retry(client.download_artifacts, run.info.run_id, "", str(folder))
-            out.append(SweepRun(run.info.run_id, run.data.tags.get(HASH, ""), SeedResult.load(Path(local))))
+            local = Path(retry(client.download_artifacts, run.info.run_id, "", str(folder)))
+            out.append(SweepRun(run.info.run_id, run.data.tags.get(HASH, ""), load_result(run, local)))
     order = {m: i for i, m in enumerate(METHODS)}
     out.sort(key=lambda r: (order.get(r.result.spec.method.method, len(order)), r.result.spec.seed))
     return out
+
+
+def load_result(run: Run, folder: Path) -> SeedResult:
+    """A trial run's artifacts as a SeedResult, checked against their manifest: one line naming the run and the
+    file if anything is damaged (the store's own entries heal themselves; a tracking store is not ours to fix)."""
+    name = f"run {run.info.run_id} ({run.info.run_name})"
+    problem = damage(folder) if (folder / MANIFEST).exists() else None
+    if problem is not None:
+        raise MteError(f"{name}: its artifact {problem}; the recorded result is damaged (rerun the sweep after "
+                       "deleting this run to record it again)")
+    try:
+        return SeedResult.load(folder)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, MteError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise MteError(f"{name}: its artifacts do not load ({first})") from None
 
 
 @contextlib.contextmanager

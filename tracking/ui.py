@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
 from mte.errors import MteError
 from mte.fields import hp
-from tracking.uri import default_artifact_root, sqlite_path
+from tracking.uri import default_artifact_root
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,26 @@ class UiOptions:
     port: int = hp(5000, "Port of the UI.")
 
 
+def check_bindable(host: str, port: int) -> None:
+    """The UI's address must be free: `mlflow ui` would otherwise fail after starting (or exit 0)."""
+    if not 1 <= port <= 65535:
+        raise MteError(f"--port must be in 1..65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise MteError(f"--host {host!r} is not an address of this machine ({e.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise MteError(f"cannot serve the UI on {host}:{port}: {e.strerror} (another server there? try --port)") \
+                from None
+
+
 def ui_command(uri: str, o: UiOptions) -> list[str]:
-    """`mlflow ui` for a local store (artifacts beside the database), after checking the store exists."""
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
-        raise MteError(f"no tracking store at {db}; run `mte sweep` here first or pass --tracking-uri")
+    """`mlflow ui` for a local store (artifacts beside the database), after checking its address is free."""
+    check_bindable(o.host, o.port)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", o.host, "--port", str(o.port)]
     root = default_artifact_root(uri)
     if root is not None:

@@ -6,6 +6,8 @@ One module per command (run, sweep, report, tune-tau, ui); flags come from the o
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
 
 import typer
@@ -35,7 +37,10 @@ def _root() -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point: bad input (ours or the option parser's) becomes one line on stderr and exit code 2."""
+    """Console entry point: bad input (ours or the option parser's) becomes one line on stderr and exit code 2;
+    Ctrl-C and SIGTERM stop cleanly (a sweep's parent run is marked KILLED, Ray is stopped) with 130 and 143."""
+    _warnings_as_lines()
+    terminated = _terminate_like_interrupt()
     try:
         code = app(args=args, standalone_mode=False)
     except MteError as e:
@@ -48,8 +53,36 @@ def main(args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = 130
     if code == 130:  # Typer turns Ctrl-C into exit code 130
-        console.print("interrupted; finished work is kept in the store")
+        code = 143 if terminated else 130
+        console.print(f"{'terminated' if terminated else 'interrupted'}: finished work is kept (store and MLflow); "
+                      "run the same command again to continue", highlight=False, soft_wrap=True)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _terminate_like_interrupt() -> list[int]:
+    """SIGTERM becomes SIGINT (so Ray Tune stops its trials gracefully, as on Ctrl-C); the list records it."""
+    seen: list[int] = []
+
+    def on_term(signum: int, frame: object) -> None:
+        seen.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)  # e.g. Ray Tune's graceful stop
+        else:  # the default, or SIGINT ignored (a background job): stop here as Ctrl-C would
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    return seen
+
+
+def _warnings_as_lines() -> None:
+    """mte's own warnings (e.g. a damaged store entry moved aside) as one line each on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    log = logging.getLogger("mte")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
 
 
 def _error(message: str) -> None:

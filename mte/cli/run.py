@@ -36,9 +36,10 @@ def run(
     """Run (or load) one seed of one method: IMP + ticket fine-tune, or a dense fine-tune."""
     from mte.lottery import active_chain, run_seed
     from mte.masks import Mask
-    from mte.store import Store
+    from mte.store import Store, check_root
 
     spec = spec.resolved()
+    check_root(paths.store)
     st = Store(paths.store)
     seed = spec.seed
     with _progress() as progress:

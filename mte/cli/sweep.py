@@ -72,10 +72,14 @@ def _recorded(o: SweepOptions) -> SweepOptions:
     from tracking.experiment import find_parent, recorded_config
     from tracking.uri import check_reachable, resolve_tracking_uri
 
-    client = check_reachable(resolve_tracking_uri(o.tracking.tracking_uri))
+    client = check_reachable(resolve_tracking_uri(o.tracking.tracking_uri, must_exist=True))
     exp = client.get_experiment_by_name(o.tracking.experiment)
     parent = find_parent(client, exp.experiment_id) if exp else None
     if parent is None:
         raise MteError(f"--resume: experiment {o.tracking.experiment!r} has no sweep to resume")
-    recorded = SweepOptions.from_recorded(recorded_config(parent))
+    recorded = SweepOptions.from_recorded(recorded_config(parent)).validate()
+    paths = recorded.paths  # written by whoever can write the tracking store: checked like user input, and shown
+    console.print(f"--resume: sweep {parent.info.run_name} (run {parent.info.run_id}) with its recorded store "
+                  f"{paths.store} and data {paths.data_dir or 'from the hub'} (--out/--data-dir override them)",
+                  highlight=False, soft_wrap=True)
     return fields.build(SweepOptions, {("tracking",): o.tracking, ("ray",): o.ray}, recorded)

@@ -20,7 +20,7 @@ def ui(tracking: TrackingOptions, ui: UiOptions) -> None:
     from tracking.ui import ui_command
     from tracking.uri import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(tracking.tracking_uri)
+    uri = resolve_tracking_uri(tracking.tracking_uri, must_exist=True)
     if uri.startswith(("http://", "https://")):
         console.print(f"{uri} is a tracking server: its UI is at that address", highlight=False)
         return

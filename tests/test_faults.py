@@ -1,0 +1,218 @@
+"""Fault injection with real processes: a worker killed mid-fine-tune, the driver killed mid-sweep, the tracking
+server down for 20 s, a full disk, two sweeps started at once. Each prints what it did and what it found, and
+asserts that nothing recorded was lost and nothing was recorded twice."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+# Fine-tunes of a few seconds each, so a fault lands in the middle of one.
+SHORT = ["--train-limit", "96", "--eval-limit", "16", "--epochs", "2", "--max-length", "48", "--batch-size", "8",
+         "--no-report", "--no-dashboard"]
+
+
+def mte(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mte", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=(env or os.environ) | {"COLUMNS": "200"})
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def trial_runs(uri: str, experiment: str = "faults") -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], "tags.role = 'trial'") if exp else []
+
+
+def finished(uri: str) -> list[tuple[str, str]]:
+    return sorted((r.data.tags["method"], r.data.tags["seed"]) for r in trial_runs(uri) if r.info.status == "FINISHED")
+
+
+def assert_each_unit_once(uri: str, methods: tuple[str, ...], seeds: int) -> None:
+    runs = trial_runs(uri)
+    units = sorted((r.data.tags["method"], r.data.tags["seed"]) for r in runs)
+    assert units == sorted((m, str(s)) for m in methods for s in range(seeds)), units  # one run each, none twice
+    assert all(r.info.status == "FINISHED" for r in runs)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("faults")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.role = 'sweep'")
+    assert parent.info.status == "FINISHED"
+
+
+def sweep_args(glue: Path, store: Path, uri: str, methods: str, seeds: int, *extra: str) -> list[str]:
+    return ["sweep", "--methods", methods, "--seeds", str(seeds), *SHORT, "--data-dir", str(glue), "--out", str(store),
+            "--tracking-uri", uri, "--experiment", "faults", *extra]
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of its session still alive
+    return out
+
+
+def test_a_worker_killed_mid_fine_tune_is_retried(generated_glue, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = mte(*sweep_args(generated_glue, tmp_path / "store", uri, "baseline", 2), cwd=tmp_path)
+
+    def training_worker():
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "ImplicitFunc" in p.name() and time.time() - p.create_time() > 4:
+                    return p
+        return None
+
+    victim = wait_for(training_worker, 240, "a trial's worker 4 s into its fine-tune")
+    victim.send_signal(signal.SIGKILL)
+    print(f"\nkill -9 worker {victim.pid} ({victim.name()}) mid-fine-tune")
+    out = finish(proc)
+    retries = [ln for ln in out.splitlines() if "retry" in ln]
+    print(f"sweep exit {proc.returncode}; output lines with 'retry': {retries}")
+    assert proc.returncode == 0, out
+    assert "retry" in out and "None" not in out
+    assert_each_unit_once(uri, ("baseline",), 2)
+
+
+def test_a_driver_killed_mid_sweep_loses_nothing_and_the_rerun_redoes_nothing(generated_glue, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = sweep_args(generated_glue, tmp_path / "store", uri, "baseline,bagging", 3)
+    proc = mte(*args, cwd=tmp_path)
+    wait_for(lambda: len(finished(uri)) >= 1, 400, "a first finished trial")
+    psutil.Process(proc.pid).send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(5)
+    done = finished(uri)  # what was recorded when the driver died
+    assert 1 <= len(done) < 6
+    survivors = sorted({p.name() for p in psutil.process_iter() if any(f"_{proc.pid}" in c and "session_" in c
+                                                                       for c in _cmdline(p))})
+    print(f"\nkill -9 driver {proc.pid} after {len(done)} finished trial(s) {done}; its Ray processes still alive "
+          f"5 s later: {survivors or 'none'}")
+    finish(proc, 5)
+    again = mte(*args, cwd=tmp_path)
+    out = finish(again)
+    recorded = [ln for ln in out.splitlines() if "already recorded" in ln]
+    print(f"rerun exit {again.returncode}: {' '.join(recorded).strip()}")
+    assert again.returncode == 0, out
+    assert f"{len(done)} already recorded, {6 - len(done)} to run" in " ".join(out.split())  # none redone
+    assert_each_unit_once(uri, ("baseline", "bagging"), 3)
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    with contextlib.suppress(psutil.Error):
+        return p.cmdline()
+    return []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mlflow_server(root: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts"),
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+    def answers() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+        return False
+
+    wait_for(answers, 90, "the MLflow server to answer")
+    return proc
+
+
+def test_the_tracking_server_down_for_20_seconds_loses_nothing(generated_glue, tmp_path):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = mlflow_server(tmp_path, port)
+    proc = mte(*sweep_args(generated_glue, tmp_path / "store", uri, "baseline", 3, "--max-concurrent", "1"),
+               cwd=tmp_path)
+    try:
+        wait_for(lambda: len(finished(uri)) >= 1, 400, "the first recorded trial")
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        stopped = time.monotonic()
+        time.sleep(20)
+        print(f"\nMLflow server stopped for {time.monotonic() - stopped:.0f} s after the first trial was recorded")
+        server = mlflow_server(tmp_path, port)
+        out = finish(proc)
+        print(f"sweep exit {proc.returncode}; recorded: {finished(uri)}")
+        assert proc.returncode == 0, out
+        assert_each_unit_once(uri, ("baseline",), 3)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+
+
+def test_a_full_disk_is_one_line_leaves_nothing_half_written_and_the_next_run_completes(generated_glue, tmp_path):
+    disk = tmp_path / "tmpfs"
+    disk.mkdir()
+    store = disk / "store"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs was refused on this machine: {mounted.stderr.strip()}")
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * (3 * 2**20 + 512 * 2**10))  # leaves about 0.5 MB: a MiniLM mask is 1.35 MB
+        args = ["run", "--method", "baseline", "--train-limit", "16", "--eval-limit", "8", "--epochs", "1",
+                "--max-length", "32", "--batch-size", "16", "--data-dir", str(generated_glue), "--out", str(store)]
+        full = subprocess.run([sys.executable, "-m", "mte", *args], capture_output=True, text=True, cwd=tmp_path)
+        lines = full.stderr.strip().splitlines()
+        left = sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file() and ".locks" not in p.parts)
+        print(f"\nstore on a 4 MB tmpfs, 0.5 MB free: exit {full.returncode}, {lines[-1] if lines else ''}; "
+              f"files left: {left}")
+        errors = [ln for ln in lines if ln.startswith("error:")]  # after the progress bar of the fine-tune
+        assert full.returncode == 2 and errors == lines[-1:] and "no space left on the device" in errors[0], \
+            full.stderr
+        assert "Traceback" not in full.stderr
+        assert not left  # nothing half-written: no entry, no temporary folder
+        filler.unlink()
+        again = subprocess.run([sys.executable, "-m", "mte", *args], capture_output=True, text=True, cwd=tmp_path)
+        print(f"space freed, run again: exit {again.returncode}, {again.stdout.strip().splitlines()[-1]}")
+        assert again.returncode == 0 and "stored in" in again.stdout, again.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_two_sweeps_started_at_once_do_not_record_anything_twice(generated_glue, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = sweep_args(generated_glue, tmp_path / "store", uri, "baseline", 2)
+    first, second = mte(*args, cwd=tmp_path), mte(*args, cwd=tmp_path)
+    outs = [finish(first), finish(second)]
+    codes = sorted([first.returncode, second.returncode])
+    refused = next((o for o in outs if "already running" in o), "")
+    print(f"\ntwo identical sweeps at once: exit codes {codes}; "
+          f"refusal: {refused.strip().splitlines()[-1] if refused else 'none'}")
+    assert codes == [0, 2] and refused, outs
+    assert_each_unit_once(uri, ("baseline",), 2)
+    shutil.rmtree(tmp_path / "store", ignore_errors=True)
