@@ -1,4 +1,7 @@
 # mte in a container: `docker build -t mte .` then `docker run --rm --shm-size=2g -v "$PWD:/work" mte sweep --preset quick`.
+# The Ray dashboard (published on the host's loopback only; inside the container it must bind 0.0.0.0):
+#   docker run --rm --shm-size=2g -p 127.0.0.1:8265:8265 -v "$PWD:/work" mte sweep --preset quick --dashboard-host 0.0.0.0
+# The MLflow UI likewise: docker run --rm -p 127.0.0.1:5000:5000 -v "$PWD:/work" mte ui --host 0.0.0.0
 # CPU by default. GPUs: build with a CUDA wheel index of the same torch version, e.g.
 #   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t mte-gpu .
 # and run with `docker run --gpus all ... mte sweep --gpus-per-trial 0.5` (see sweeps/README.md).

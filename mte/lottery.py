@@ -43,11 +43,17 @@ from mte.training import Regulariser, StepCallback, fine_tune
 FineTuneCallback = Callable[[int, int, str], None]
 
 
-def check_inputs(spec: RunSpec, data_dir: str | Path | None) -> None:
+def check_inputs(spec: RunSpec, data_dir: str | Path | None) -> dict[str, int]:
     """What a trial would find wrong with its inputs, found before anything starts: every split readable by the
-    reader trials use (labels in the task's label set), the model's configuration and tokenizer loadable."""
-    data_mod.load_splits(spec.task, data_mod.resolve_data_dir(data_dir), spec.data)
+    reader trials use (labels in the task's label set), the model's configuration and tokenizer loadable.
+    Returns the examples per split a trial will see (train, dev, test; dev is the train holdout when tuning)."""
+    splits = data_mod.load_splits(spec.task, data_mod.resolve_data_dir(data_dir), spec.data)
     check_model(spec.model)
+    sizes = {k: len(v) for k, v in splits.items() if v is not None}
+    if spec.data.holdout > 0:
+        keep, held = data_mod.holdout_split(sizes["train"], spec.data.holdout)
+        sizes = {"train": len(keep), "dev": len(held)}
+    return sizes
 
 
 def load_data(spec: RunSpec, data_dir: Path | None) -> data_mod.TaskData:
@@ -275,7 +281,8 @@ class _SeedRunner:
             out = fine_tune(ws.net, ws.data.task, ws.data.train, ws.data.dev, ws.data.test, self.spec.train,
                             self.spec.seed, ws.data.pad_id, mask=None if dense else mask, reg=step.reg,
                             on_step=self.on_step)
-            record = FineTuneRecord(key, mask.sparsity, step.reg is not None, out.epochs, out.steps, out.wall_s)
+            record = FineTuneRecord(key, mask.sparsity, step.reg is not None, out.epochs, out.steps, out.wall_s,
+                                    loss_trace=out.loss_trace)
             logits = {"dev": out.dev_logits} | ({"test": out.test_logits} if out.test_logits is not None else {})
             new_mask = mask
             if prune_to is not None:

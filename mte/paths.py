@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -10,6 +11,12 @@ from mte.fields import hp
 
 DATA_DIR_ENV = "MTE_DATA_DIR"
 STORE_ENV = "MTE_STORE"
+NODE_STORE = Path("~/.cache/mte/store")  # a cluster node's own result store, unless MTE_STORE names another
+
+
+def node_store() -> Path:
+    """The result store of the machine this runs on (a cluster node): $MTE_STORE, else ~/.cache/mte/store."""
+    return Path(os.environ.get(STORE_ENV) or NODE_STORE).expanduser().absolute()
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class FineTuneRecord:
     steps: int
     wall_s: float
     reused: bool = False  # loaded from the store rather than computed in this call
+    loss_trace: list[float] = field(default_factory=list)  # mean train loss of every LOSS_WINDOW steps
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from mte.errors import MteError
 
@@ -76,23 +76,56 @@ def check_root(path: Path) -> None:
         raise MteError(f"result store {path} exists and is not an mte result store (no runs/ or finetunes/)")
 
 
+class Remote(Protocol):
+    """Where store entries live beyond this machine; the local store is its cache."""
+
+    def fetch(self, kind: str, key: str, into: Path) -> bool:
+        """Download entry `<kind>/<key>`'s files into the empty folder `into`; False if the remote lacks it."""
+
+    def push(self, kind: str, key: str, folder: Path, files: list[str] | None = None) -> None:
+        """Upload the entry's files (or only `files`), its manifest last: a reader never sees a manifest before
+        the files it lists."""
+
+
 class Store:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, remote: Remote | None = None):
         self.root = Path(root)
+        self.remote = remote
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
     def has(self, kind: str, key: str) -> bool:
-        """Whether a complete entry exists; a damaged one is quarantined (and then does not exist)."""
+        """Whether a complete entry exists here (or, with a remote, there: then fetched); a damaged one is
+        quarantined (and then does not exist)."""
         folder = self.path(kind, key)
         if not folder.is_dir():
-            return False
+            return self._fetch(kind, key)
         problem = damage(folder)
         if problem is None:
             return True
         self.quarantine(kind, key, problem)
-        return False
+        return self._fetch(kind, key)
+
+    def _fetch(self, kind: str, key: str) -> bool:
+        """The remote's copy of an entry, checked against its manifest, renamed into place (call under the lock)."""
+        if self.remote is None:
+            return False
+        final = self.path(kind, key)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.fetch.", dir=self._mkdir(final.parent)))
+        try:
+            if not self.remote.fetch(kind, key, tmp):
+                return False
+            problem = damage(tmp) if (tmp / MANIFEST).exists() else "no manifest (an upload in progress?)"
+            if problem is not None:
+                log.warning("result store: the remote copy of %s/%s is incomplete (%s); computing it here",
+                            kind, key, problem)
+                return False
+            os.rename(tmp, final)
+            return True
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def load(self, kind: str, key: str, loader: Callable[[Path], T]) -> T | None:
         """`loader(folder)` of a complete entry; None if there is none or it cannot be read (then quarantined).
@@ -144,6 +177,8 @@ class Store:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+        if self.remote is not None:
+            self.remote.push(kind, key, final)
         return final
 
     def replace(self, kind: str, key: str, writer: Callable[[Path], None]) -> Path:
@@ -169,6 +204,8 @@ class Store:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        if self.remote is not None:
+            self.remote.push(kind, key, folder, [name])
         return target
 
     @staticmethod

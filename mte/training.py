@@ -32,6 +32,7 @@ from mte.metrics import task_metrics
 from mte.tasks import TaskSpec
 
 EVAL_BATCH_SIZE = 128
+LOSS_WINDOW = 10  # the loss trace keeps the mean train loss of every 10 optimizer steps
 StepCallback = Callable[[int, int], None]
 
 
@@ -51,6 +52,7 @@ class FineTuneResult:
     steps: int = 0
     wall_s: float = 0.0
     lr_trace: list[float] = field(default_factory=list)  # learning rate used at each step
+    loss_trace: list[float] = field(default_factory=list)  # mean train loss of each LOSS_WINDOW steps
 
 
 def linear_decay(step: int, total: int) -> float:
@@ -143,19 +145,20 @@ def fine_tune(
     total = steps_per_epoch * hp.epochs
     result = FineTuneResult(dev_logits=np.empty(0), test_logits=None)
     step = 0
+    losses = torch.zeros(total, device=device)  # written without a sync per step, read once an epoch
     for epoch in range(hp.epochs):
         net.train()
-        loss_sum = torch.zeros((), device=device)
         for index in train_batches(train.lengths, hp.batch_size, order, hp.group_by_length):
             batch = {k: v.to(device, non_blocking=True) for k, v in train.batch(index, pad_id).items()}
             loss = _loss(task, net(**batch).logits, train.labels[index].to(device))
             update.zero_grad()
             loss.backward()
             result.lr_trace.append(update.step(linear_decay(step, total)))
-            loss_sum += loss.detach()
+            losses[step] = loss.detach()
             step += 1
             if on_step is not None:
                 on_step(step, total)
+        loss_sum = losses[epoch * steps_per_epoch:step].sum()
         check_finite(net, float(loss_sum), epoch, hp)
         result.dev_logits = predict(net, dev, pad_id, device)
         if not np.isfinite(result.dev_logits).all():
@@ -164,6 +167,8 @@ def fine_tune(
         metrics = task_metrics(task, result.dev_logits, dev.labels.numpy())
         result.epochs.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch, **metrics})
     result.test_logits = predict(net, test, pad_id, device) if test is not None else None
+    windows = losses.cpu().split(LOSS_WINDOW)
+    result.loss_trace = [float(w.mean()) for w in windows]
     result.steps = step
     result.wall_s = time.perf_counter() - start
     return result

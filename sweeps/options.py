@@ -41,6 +41,8 @@ class SweepOptions:
     paths: Paths = group(Paths)
     tracking: TrackingOptions = group(TrackingOptions)
     ray: RayOptions = group(RayOptions)
+    system_metrics: bool = hp(False, "Sample each trial's CPU, memory (and GPU) use into its MLflow run while it "
+                                      "trains (MLflow's system metrics).")
     report: bool = hp(True, "Write the report (mte.analysis) from the recorded runs when every trial finished.")
     report_dir: Path = hp(REPORT_DIR, "Reports go to <dir>/<sweep hash>/.")
 

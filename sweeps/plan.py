@@ -45,6 +45,7 @@ class SweepPlan:
     data_dir: Path | None
     fingerprint: str
     taus: dict[str, float] = field(default_factory=dict)  # per-method τ (tuned separately); else the base's
+    sizes: dict[str, int] = field(default_factory=dict)  # examples per split a trial sees
 
     @classmethod
     def build(cls, base: RunSpec, methods: tuple[str, ...], seeds: int, data_dir: str | Path | None) -> SweepPlan:
@@ -58,8 +59,8 @@ class SweepPlan:
         base = base.resolved()
         folder = data_mod.resolve_data_dir(data_dir)
         folder = folder.resolve() if folder is not None else None
-        check_inputs(base, folder)  # fail now, not in every trial (a bad file, a missing model, no internet)
-        return cls(base, methods, seeds, folder, data_mod.data_fingerprint(base.task, folder))
+        sizes = check_inputs(base, folder)  # fail now, not in every trial (a bad file, a missing model, no internet)
+        return cls(base, methods, seeds, folder, data_mod.data_fingerprint(base.task, folder), sizes=sizes)
 
     def with_taus(self, taus: dict[str, float]) -> SweepPlan:
         """τ per regularised method: one value becomes the sweep's τ, different values stay per method."""

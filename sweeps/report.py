@@ -72,7 +72,8 @@ def run_report(tracking: TrackingOptions, report: ReportOptions, analysis: Analy
 
 def header(parent: Any, results: list) -> tuple[dict[str, str], list[str]]:
     """The settings that produced a sweep's results, for the report's header, and the warnings they call for."""
-    from tracking.experiment import PRESET_TAG, TAU_SOURCE_TAG, VERSIONS_TAG
+    from tracking.experiment import PRESET_TAG, TAU_SOURCE_TAG
+    from tracking.provenance import GIT_COMMIT, PACKAGES, VERSION_TAG
 
     spec = results[0].spec
     tags = parent.data.tags
@@ -103,6 +104,10 @@ def header(parent: Any, results: list) -> tuple[dict[str, str], list[str]]:
                             f"regularised methods had dev in their tuning")
     else:
         context["τ"] = f"{tau} (given, not tuned)"
-    if VERSIONS_TAG in tags:
-        context["versions"] = ", ".join(f"{k} {v}" for k, v in json.loads(tags[VERSIONS_TAG]).items())
+    names = [*PACKAGES, "python"]
+    if any(VERSION_TAG.format(n) in tags for n in names):
+        context["versions"] = ", ".join(f"{n} {tags[VERSION_TAG.format(n)]}" for n in names
+                                        if VERSION_TAG.format(n) in tags)
+    if GIT_COMMIT in tags:
+        context["code"] = f"git commit {tags[GIT_COMMIT]}"
     return context, warnings

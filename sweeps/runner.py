@@ -102,6 +102,7 @@ def _record(o: SweepOptions, plan: SweepPlan, exp: Any, finished: dict[str, str]
                          name=f"sweep-{plan.base.data.task}-{plan.sweep_hash[:8]}",
                          tags=_parent_tags(plan, o, tau_source), params=_parent_params(plan),
                          config=_recorded(o, plan, tau_source))
+    _record_environment(client, parent, plan)
     done = {u for u in plan.units if plan.unit_hash(u) in finished}
     console.print(f"sweep {plan.sweep_hash} · experiment {o.tracking.experiment!r} · parent run {parent} · "
                   f"{len(plan.units)} trials: {len(done)} already recorded, {len(plan.units) - len(done)} to run",
@@ -138,7 +139,7 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
     shared = {"spec": plan.base.to_dict(), "store": str(store), "tracking_uri": uri,
               "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
               "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,
-              "test_crash": os.environ.get(TEST_CRASH_ENV)}
+              "test_crash": os.environ.get(TEST_CRASH_ENV), "system_metrics": o.system_metrics}
     view = SweepView(plan.units, done, trials, plan.base.method.rounds, console,
                      f"{plan.base.data.task} sweep {plan.sweep_hash[:8]}")
     tuner = tune.Tuner(
@@ -159,13 +160,28 @@ def _trial_name(trial: Any) -> str:
 
 
 def _parent_tags(plan: SweepPlan, o: SweepOptions, tau_source: dict[str, Any]) -> dict[str, str]:
-    from tracking.experiment import PRESET_TAG, TAU_SOURCE_TAG, VERSIONS_TAG
-    from tracking.provenance import versions
+    from tracking import provenance
+    from tracking.experiment import PRESET_TAG, TAU_SOURCE_TAG
 
     return {"task": plan.base.data.task, "model": plan.base.model.model, "methods": ",".join(plan.methods),
             "seeds": str(plan.seeds), "data_fingerprint": plan.fingerprint, "store": str(o.paths.store.resolve()),
             "data_dir": str(plan.data_dir) if plan.data_dir else "hub", PRESET_TAG: o.preset or "none",
-            TAU_SOURCE_TAG: json.dumps(tau_source), VERSIONS_TAG: json.dumps(versions())}
+            TAU_SOURCE_TAG: json.dumps(tau_source)} | provenance.tags("mte sweep")
+
+
+def _record_environment(client: Any, parent: str, plan: SweepPlan) -> None:
+    """The parent run's inputs (the data, as MLflow datasets) and the driver's installed requirements."""
+    import tempfile
+
+    from tracking import provenance
+    from tracking.trial_runs import retry
+
+    retry(client.log_inputs, parent, datasets=provenance.dataset_inputs(
+        plan.base.task, plan.data_dir, plan.fingerprint, plan.sizes, holdout=plan.base.data.holdout > 0))
+    with tempfile.TemporaryDirectory(prefix="mte-env-") as tmp:
+        path = Path(tmp) / "requirements.txt"
+        path.write_text(provenance.requirements())
+        retry(client.log_artifact, parent, str(path), str(Path(provenance.REQUIREMENTS).parent))
 
 
 def _recorded(o: SweepOptions, plan: SweepPlan, tau_source: dict[str, Any]) -> dict[str, Any]:
@@ -176,8 +192,15 @@ def _recorded(o: SweepOptions, plan: SweepPlan, tau_source: dict[str, Any]) -> d
 
 
 def _parent_params(plan: SweepPlan) -> dict[str, Any]:
-    flat = plan.base.flat()
-    return {k: v for k, v in flat.items() if k not in ("method", "seed")}
+    """The shared hyperparameters that matter to the sweep's methods (e.g. τ only with a regularised method)."""
+    from tracking.trial_runs import trial_params
+
+    out: dict[str, Any] = {}
+    for method in plan.methods:
+        out |= trial_params(plan.spec(Unit(method, 0)))
+    for name in ("method", "seed"):
+        out.pop(name, None)
+    return out
 
 
 def print_summary(client: Any, experiment_id: str, outcome: SweepOutcome, o: SweepOptions) -> None:
@@ -187,7 +210,9 @@ def print_summary(client: Any, experiment_id: str, outcome: SweepOutcome, o: Swe
     runs = [r for r in trial_runs(client, experiment_id, outcome.parent_run_id) if r.info.status == FINISHED]
     table = Table(title=f"experiment {o.tracking.experiment!r} · parent run {outcome.parent_run_id} · "
                         f"{outcome.wall_s:.0f} s")
-    names = sorted({k for r in runs for k in r.data.metrics if "/" not in k and k in _dev_metric_names(r)})
+    # The dev metrics (named `dev_<metric>`; `<metric>` in runs recorded before that name) and the sparsity.
+    names = sorted({k for r in runs for k in r.data.metrics if "/" not in k and k in _dev_metric_names(r)},
+                   key=lambda k: (k == "sparsity", k))
     for col in ("method", "done", "missing seeds", *[f"mean {n}" for n in names]):
         table.add_column(col, justify="left" if col in ("method", "missing seeds") else "right")
     for method in o.methods:
@@ -209,6 +234,6 @@ def print_summary(client: Any, experiment_id: str, outcome: SweepOutcome, o: Swe
 
 
 def _dev_metric_names(run: Any) -> set[str]:
-    bookkeeping = {"compute_s", "elapsed_s", "log_s", "reused_fine_tunes", "train_loss"}
-    return {k for k in run.data.metrics if k not in bookkeeping}
+    bookkeeping = {"compute_s", "elapsed_s", "log_s", "reused_fine_tunes", "train_loss", "train_loss_steps"}
+    return {k for k in run.data.metrics if k not in bookkeeping and not k.startswith("system/")}
 

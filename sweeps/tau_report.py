@@ -66,10 +66,12 @@ def print_summary(o: TauOptions, outcome: TuningOutcome, runs: Sequence[Any]) ->
                         f"{o.tune_on} · {outcome.wall_s:.0f} s")
     for col in ("rank", "τ", "objective", f"ensemble {head}", f"single {head}", "sparsity", "run"):
         table.add_column(col, justify="left" if col == "run" else "right")
+    split = "dev" if o.tune_on == "dev" else "holdout"
     for i, r in enumerate(done[:max(o.top, 0)], 1):
         m = r.data.metrics
         table.add_row(str(i), f"{float(r.data.params['tau']):.3g}", f"{m[tracked.FINAL]:.4f}",
-                      f"{m.get(f'ensemble/{head}', math.nan):.4f}", f"{m.get(f'single/{head}', math.nan):.4f}",
+                      f"{m.get(f'{split}_ensemble_{head}', math.nan):.4f}",
+                      f"{m.get(f'{split}_single_{head}', math.nan):.4f}",
                       f"{m.get('sparsity', math.nan):.1%}", r.info.run_id)
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     say = Console(width=None if sys.stdout.isatty() else 160).print

@@ -57,7 +57,8 @@ def tau_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
     total, step = shared["milestones"], -1
     for step, (imp_round, events) in enumerate(milestones(spec, Store(shared["store"]), shared["data_dir"],
                                                           shared["seeds"])):
-        values = objective_values(task, shared["objective"], [e.dev_logits for e in events], labels)
+        split = "dev" if shared["tune_on"] == "dev" else "holdout"
+        values = objective_values(task, shared["objective"], [e.dev_logits for e in events], labels, split)
         values |= {"sparsity": float(np.mean([e.record.sparsity for e in events])), "imp_round": imp_round,
                    "seeds_scored": len(events), "milestones_done": step + 1}
         tracked.log_step(client, run_id, step, values)
@@ -96,19 +97,20 @@ def _scored(events: Iterator[RoundEvent]) -> Iterator[RoundEvent]:
         yield event
 
 
-def objective_values(task: TaskSpec, objective: str, logits: list[np.ndarray], labels: np.ndarray
-                     ) -> dict[str, float]:
-    """`ensemble/<metric>` (mean of the members' probabilities or scores), `single/<metric>` (mean over members)
-    and `objective`: the chosen one of the headline metric (`task.metrics[0]`)."""
+def objective_values(task: TaskSpec, objective: str, logits: list[np.ndarray], labels: np.ndarray,
+                     split: str = "holdout") -> dict[str, float]:
+    """`<split>_ensemble_<metric>` (the mean of the members' probabilities or scores), `<split>_single_<metric>`
+    (the mean over members) and `objective`: the chosen one of the headline metric (`task.metrics[0]`). `split`
+    says where they were measured: the train holdout, or dev."""
     outputs = np.stack([member_outputs(task, x) for x in logits])  # (members, n, k)
     if outputs.shape[1] != len(labels):
         raise MteError(f"{outputs.shape[1]} outputs for {len(labels)} labels: the stored logits do not match "
                        "this data")
     single = task_metrics(task, outputs, labels)  # metric → (members,)
     ensemble = task_metrics(task, outputs.mean(0), labels)
-    values = {f"single/{m}": float(np.mean(single[m])) for m in task.metrics}
-    values |= {f"ensemble/{m}": float(ensemble[m]) for m in task.metrics}
-    values["objective"] = values[f"{objective}/{task.metrics[0]}"]
+    values = {f"{split}_single_{m}": float(np.mean(single[m])) for m in task.metrics}
+    values |= {f"{split}_ensemble_{m}": float(ensemble[m]) for m in task.metrics}
+    values["objective"] = values[f"{split}_{objective}_{task.metrics[0]}"]
     return values
 
 

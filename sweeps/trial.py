@@ -7,10 +7,12 @@ driver with `tune.report` events (start, fine_tune, done) that feed the live vie
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from mte.lottery import run_seed
 from mte.masks import Mask
 from mte.store import Store
 from sweeps.plan import CHAIN_METHOD
-from tracking.trial_runs import finished_hashes, log_seed_result, retry
+from tracking.trial_runs import finished_hashes, log_seed_result, open_trial_run, retry
 
 TEST_CRASH_ENV = "MTE_TEST_CRASH"
 
@@ -53,17 +55,40 @@ def run_trial(config: dict[str, Any]) -> None:
         def fine_tune_started(index: int, count: int, what: str, seed: int = seed) -> None:
             tune.report({"event": "fine_tune", "seed": seed, "index": index, "count": count, "what": what})
 
-        result = run_seed(dataclasses.replace(spec, seed=seed), store, sweep["data_dir"],
-                          prior_masks=priors if method == CHAIN_METHOD else (),
-                          on_step=crash.on_step, on_fine_tune=fine_tune_started)
+        seed_spec = dataclasses.replace(spec, seed=seed)
+        with _system_metrics(client, sweep, unit_hash, seed_spec, start_ms) as open_run:
+            result = run_seed(seed_spec, store, sweep["data_dir"], prior_masks=priors if method == CHAIN_METHOD else (),
+                              on_step=crash.on_step, on_fine_tune=fine_tune_started)
         run_id = log_seed_result(client, sweep["experiment_id"], sweep["parent_run_id"],
                                  sweep_hash=sweep["sweep_hash"], unit_hash=unit_hash, result=result,
-                                 folder=store.path("runs", result.key), start_ms=start_ms)
+                                 folder=store.path("runs", result.key), start_ms=start_ms,
+                                 data_dir=Path(sweep["data_dir"]) if sweep["data_dir"] else None, run_id=open_run)
         tune.report({"event": "done", "seed": seed, "run_id": run_id, "metrics": result.metrics,
                      "sparsity": result.mask.sparsity, "elapsed_s": result.elapsed_s,
                      "reused": all(r.reused for r in result.rounds)})
         if method == CHAIN_METHOD:
             priors.append(result.mask)
+
+
+@contextlib.contextmanager
+def _system_metrics(client: MlflowClient, sweep: dict[str, Any], unit_hash: str, spec: RunSpec, start_ms: int
+                    ) -> Iterator[str | None]:
+    """With --system-metrics: the trial's run opens now and MLflow samples CPU, memory (and GPU) into it while
+    the seed trains; yields its id (None without the option: the run is created once the result exists)."""
+    if not sweep.get("system_metrics"):
+        yield None
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    run_id = open_trial_run(client, sweep["experiment_id"], sweep["parent_run_id"], sweep_hash=sweep["sweep_hash"],
+                            unit_hash=unit_hash, spec=spec, start_ms=start_ms)
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=2, samples_before_logging=1,
+                                   tracking_uri=sweep["tracking_uri"])
+    monitor.start()
+    try:
+        yield run_id
+    finally:
+        monitor.finish()
 
 
 def _use_assigned_devices(cpus: float) -> None:

@@ -27,7 +27,6 @@ CONFIG_TAG = "sweep_config"  # JSON of the options that define the sweep (what `
 PRESET_TAG = "preset"  # the preset the sweep's options came from, if any
 TAU_SOURCE_TAG = "tau_source"  # JSON: where τ came from (given, or a tuning: its run, task and split)
 DRIVER_TAG = "driver"  # host:pid of the process driving the sweep
-VERSIONS_TAG = "versions"  # JSON: mte, torch, transformers, ray, mlflow and Python versions of the driver
 
 
 @dataclass
@@ -58,7 +57,10 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name, artifact_location=artifact_location)
+            # A model-training experiment: the tag MLflow 3's UI reads for its default view (its 3.17 build decides
+            # from the URL instead, so links add ?workflowType=machine_learning; see tracking/README.md).
+            return client.create_experiment(name, artifact_location=artifact_location,
+                                            tags={"mlflow.experimentKind": "custom_model_development"})
         except MlflowException as e:
             exp = client.get_experiment_by_name(name)  # created concurrently by another sweep
             if exp is None:

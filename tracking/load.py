@@ -25,6 +25,8 @@ from mte.results import SeedResult
 from mte.store import MANIFEST, damage
 from tracking.experiment import find_parent
 from tracking.trial_runs import FINISHED, HASH, retry, trial_runs
+from tracking.trial_runs import METHOD as METHOD_TAG
+from tracking.trial_runs import SEED as SEED_TAG
 from tracking.uri import check_reachable, resolve_tracking_uri
 
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -180,3 +182,41 @@ def log_report_metrics(client: MlflowClient, parent_run_id: str, analysis: Any) 
     for start in range(0, len(metrics), 900):  # MLflow takes at most 1000 metrics a batch
         retry(client.log_batch, parent_run_id, metrics=metrics[start:start + 900])
     return len(metrics)
+
+
+def sweep_frame(experiment: str = "mte", tracking_uri: str | None = None, run_id: str | None = None) -> Any:
+    """One row per (method, seed) of a sweep (default: the experiment's latest): `run_id`, `run_name`, `status`,
+    `method`, `seed`, then `params.<name>`, `metrics.<name>` (final values) and `tags.<name>`, as MLflow's own
+    `search_runs` frames name them; ordered by method (the paper's order), then seed."""
+    import pandas as pd
+
+    client, experiment_id, parent = open_sweep(experiment, tracking_uri, run_id)
+    order = {m: i for i, m in enumerate(METHODS)}
+    rows = []
+    for run in trial_runs(client, experiment_id, parent):
+        tags = run.data.tags
+        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+               "method": tags.get(METHOD_TAG), "seed": int(tags.get(SEED_TAG, -1))}
+        row |= {f"params.{k}": v for k, v in run.data.params.items()}
+        row |= {f"metrics.{k}": v for k, v in run.data.metrics.items()}
+        row |= {f"tags.{k}": v for k, v in tags.items() if not k.startswith("mlflow.")}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame = frame.assign(_order=frame.method.map(lambda m: order.get(m, len(order))))
+    return frame.sort_values(["_order", "seed"]).drop(columns="_order").reset_index(drop=True)
+
+
+def report_frames(experiment: str = "mte", tracking_uri: str | None = None, run_id: str | None = None,
+                  options: Any = None) -> dict[str, Any]:
+    """The report's tables as DataFrames, recomputed from the sweep's recorded artifacts: `table1` (ensembles,
+    tests, marks), `tests` (both tests, every comparison), `table2` (diversity), `overlap` (mask IoU) and `curves`
+    (gain versus members)."""
+    from mte.analysis import ResultSet, analyse
+
+    results = load_sweep(experiment, tracking_uri, run_id)
+    if not results:
+        raise MteError(f"the sweep of experiment {experiment!r} has no finished trials yet")
+    a = analyse(ResultSet.from_seed_results(results), options)
+    return {"table1": a.table1, "tests": a.tests, "table2": a.table2, "overlap": a.overlap, "curves": a.curves}

@@ -8,6 +8,7 @@ is deleted when the same (sweep, hash) is logged again, so a sweep never holds t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, ViewType
 
+from mte.hparams import RunSpec
 from mte.results import SeedResult
+from tracking import provenance
 
 PARENT_TAG = "mlflow.parentRunId"
 ROLE, SWEEP, TASK, METHOD, SEED, MODEL, HASH, RESULT_KEY = (
@@ -68,39 +71,94 @@ def finished_hashes(client: MlflowClient, experiment_id: str, parent_run_id: str
 
 def trial_tags(result: SeedResult, sweep_hash: str, unit_hash: str, parent_run_id: str) -> dict[str, str]:
     spec = result.spec
+    reused = bool(result.rounds) and all(r.reused for r in result.rounds)
     return {PARENT_TAG: parent_run_id, ROLE: ROLE_TRIAL, SWEEP: sweep_hash, TASK: spec.data.task,
             METHOD: spec.method.method, SEED: str(spec.seed), MODEL: spec.model.model, HASH: unit_hash,
-            RESULT_KEY: result.key, "data_fingerprint": result.data_fingerprint}
+            RESULT_KEY: result.key, "data_fingerprint": result.data_fingerprint,
+            "reused": str(reused).lower()} | provenance.tags("mte sweep (trial)")
 
 
-def result_metrics(result: SeedResult, now_ms: int) -> list[Metric]:
-    """Per fine-tune (step = round; the last is the ticket) under `round/`, and the final values."""
-    out = []
-    for step, record in enumerate(result.rounds):
-        values = record.metrics | {"sparsity": record.sparsity, "wall_s": record.wall_s}
-        out += [Metric(f"round/{k}", float(v), now_ms, step) for k, v in values.items()]
-    final = result.metrics | {"sparsity": result.mask.sparsity, "compute_s": result.wall_s,
-                              "elapsed_s": result.elapsed_s,
-                              "reused_fine_tunes": sum(r.reused for r in result.rounds)}
+def trial_params(spec: RunSpec) -> dict[str, Any]:
+    """The hyperparameters that determine this run's result: the method's own (τ, sparsity and rounds only for
+    *-LT, the bagging fraction only for BAGGING); the target sparsity is a param, the measured one a metric."""
+    out = {"seed": spec.seed, "method": spec.method.method}
+    for part in (spec.data, spec.model, spec.train):
+        out |= dataclasses.asdict(part)
+    for name in spec.method.relevant_fields():
+        if name != "method":
+            out["target_sparsity" if name == "sparsity" else name] = getattr(spec.method, name)
+    return out
+
+
+def result_metrics(result: SeedResult, now_ms: int, prefix: str = "dev_") -> list[Metric]:
+    """Curves across all fine-tunes of the seed, so the IMP rounds read as one line: `dev_<metric>` and
+    `train_loss` per epoch (step = epoch counted across fine-tunes; the last point is the final model) and
+    `train_loss_steps` every LOSS_WINDOW optimizer steps (step = optimizer step across fine-tunes). Per fine-tune
+    (step = round; the last is the ticket): `round/dev_<metric>`, `round/train_loss`, `round/sparsity`,
+    `round/wall_s`. Final: the measured `sparsity`, `compute_s` (every fine-tune's original compute time, reused
+    ones included), `elapsed_s`, `reused_fine_tunes`."""
+    from mte.training import LOSS_WINDOW
+
+    out: list[Metric] = []
+    epoch = steps = 0
+    for r, record in enumerate(result.rounds):
+        for e in record.epochs:
+            epoch += 1
+            for k, v in e.items():
+                if k != "epoch":
+                    out.append(Metric(k if k == "train_loss" else f"{prefix}{k}", float(v), now_ms, epoch))
+        for i, loss in enumerate(record.loss_trace):
+            out.append(Metric("train_loss_steps", float(loss), now_ms, steps + min((i + 1) * LOSS_WINDOW,
+                                                                                     record.steps)))
+        steps += record.steps
+        values = {(k if k == "train_loss" else f"{prefix}{k}"): v for k, v in record.metrics.items()}
+        values |= {"sparsity": record.sparsity, "wall_s": record.wall_s}
+        out += [Metric(f"round/{k}", float(v), now_ms, r) for k, v in values.items()]
+    final = {"sparsity": result.mask.sparsity, "compute_s": result.wall_s, "elapsed_s": result.elapsed_s,
+             "reused_fine_tunes": sum(r.reused for r in result.rounds)}
     return out + [Metric(k, float(v), now_ms, 0) for k, v in final.items()]
 
 
+def open_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, *, sweep_hash: str, unit_hash: str,
+                   spec: RunSpec, start_ms: int) -> str:
+    """A trial's run, opened before its result exists (RUNNING; see `log_seed_result`'s `run_id`)."""
+    for run in trial_runs(client, experiment_id, parent_run_id, unit_hash):
+        if run.info.status != FINISHED:
+            retry(client.delete_run, run.info.run_id)  # an earlier attempt's
+    tags = {PARENT_TAG: parent_run_id, ROLE: ROLE_TRIAL, SWEEP: sweep_hash, TASK: spec.data.task,
+            METHOD: spec.method.method, SEED: str(spec.seed), MODEL: spec.model.model, HASH: unit_hash}
+    return retry(client.create_run, experiment_id, start_time=start_ms, tags=tags,
+                 run_name=f"{spec.method.method}-s{spec.seed}").info.run_id
+
+
 def log_seed_result(client: MlflowClient, experiment_id: str, parent_run_id: str, *, sweep_hash: str,
-                    unit_hash: str, result: SeedResult, folder: Path, start_ms: int) -> str:
-    """Record one seed as a FINISHED nested run (or return the one already there); returns its run id."""
+                    unit_hash: str, result: SeedResult, folder: Path, start_ms: int, data_dir: Path | None = None,
+                    run_id: str | None = None) -> str:
+    """Record one seed as a FINISHED nested run (or return the one already there); returns its run id. `run_id`:
+    a run this trial opened already (to sample system metrics while it trained)."""
     for run in trial_runs(client, experiment_id, parent_run_id, unit_hash):
         if run.info.status == FINISHED:
             return run.info.run_id
-        retry(client.delete_run, run.info.run_id)  # left half-logged by a crash
+        if run.info.run_id != run_id:
+            retry(client.delete_run, run.info.run_id)  # left half-logged by a crash
     spec = result.spec
-    run = retry(client.create_run, experiment_id, start_time=start_ms,
-                tags=trial_tags(result, sweep_hash, unit_hash, parent_run_id),
-                run_name=f"{spec.method.method}-s{spec.seed}")
-    run_id = run.info.run_id
+    tags = trial_tags(result, sweep_hash, unit_hash, parent_run_id)
+    if run_id is None:
+        run_id = retry(client.create_run, experiment_id, start_time=start_ms, tags=tags,
+                       run_name=f"{spec.method.method}-s{spec.seed}").info.run_id
+    else:
+        for k, v in tags.items():
+            retry(client.set_tag, run_id, k, v)
     try:
         logging_start = time.perf_counter()
-        params = [Param(k, str(v)) for k, v in spec.flat().items()]
-        retry(client.log_batch, run_id, metrics=result_metrics(result, int(time.time() * 1000)), params=params)
+        params = [Param(k, str(v)) for k, v in trial_params(spec).items()]
+        metrics = result_metrics(result, int(time.time() * 1000))
+        for start in range(0, max(len(metrics), 1), 900):  # MLflow takes at most 1000 metrics a batch
+            retry(client.log_batch, run_id, metrics=metrics[start:start + 900],
+                  params=params if start == 0 else [])
+        if result.data_sizes:
+            retry(client.log_inputs, run_id, datasets=provenance.dataset_inputs(
+                spec.task, data_dir, result.data_fingerprint, result.data_sizes, holdout=spec.data.holdout > 0))
         retry(client.log_artifacts, run_id, str(folder))
         retry(client.log_batch, run_id, metrics=[
             Metric("log_s", time.perf_counter() - logging_start, int(time.time() * 1000), 0)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mte.errors import MteError
 from mte.fields import hp
@@ -17,6 +17,41 @@ class UiOptions:
     PANEL: ClassVar[str] = "UI"
     host: str = hp("127.0.0.1", "Address to bind; 127.0.0.1 keeps it local.")
     port: int = hp(5000, "Port of the UI.")
+
+
+RUNS_VIEW = "workflowType=machine_learning"  # MLflow 3's UI opens experiments on its GenAI view without it
+
+
+def runs_url(base: str, experiment_id: str) -> str:
+    """The experiment's runs table (the model-training view, not the GenAI overview)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{RUNS_VIEW}"
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{RUNS_VIEW}"
+
+
+def ui_base(uri: str, o: UiOptions | None = None) -> str:
+    """Where the UI for a tracking URI is: the server itself, or `mte ui`'s address for a local store."""
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    o = o or UiOptions()
+    host = "127.0.0.1" if o.host in ("0.0.0.0", "::") else o.host
+    return f"http://{host}:{o.port}"
+
+
+def links(client: Any, base: str, experiment: str) -> list[str]:
+    """Lines with the experiment's runs view and its latest sweep (what a user clicks first)."""
+    from tracking.experiment import find_parent
+
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    out = [f"runs of experiment {experiment!r}: {runs_url(base, exp.experiment_id)}"]
+    parent = find_parent(client, exp.experiment_id)
+    if parent is not None:
+        out.append(f"latest sweep {parent.info.run_name}: {run_url(base, exp.experiment_id, parent.info.run_id)}")
+    return out
 
 
 def check_bindable(host: str, port: int) -> None:

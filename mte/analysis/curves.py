@@ -1,8 +1,9 @@
 """Gain versus members (Figure 3): each method's m-member ensemble score minus BASELINE's, m = 1..M.
 
-The band is the spread (weighted std) of the method's m-member combination scores: how much one
-m-member ensemble drawn from the pool varies. Its standard error over combinations is in the CSV too,
-but combinations share members, so it understates the uncertainty.
+The band is the spread of the method's m-member combination scores (the sample standard deviation, ddof = 1,
+with the protocol's weights: each group weighs the same): how much one m-member ensemble drawn from the pool
+varies. Its standard error over combinations is in the CSV too, but combinations share members, so it
+understates the uncertainty.
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ import numpy as np
 import pandas as pd
 
 from mte.analysis.ensembles import MethodEnsembles
+
+
+def weighted_sd(values: np.ndarray, weights: np.ndarray) -> float:
+    """Sample standard deviation under normalised weights (reliability weights: with equal weights, ddof = 1)."""
+    mean = weights @ values
+    denom = 1.0 - weights @ weights
+    return float(np.sqrt(weights @ (values - mean) ** 2 / denom)) if denom > 0 else float("nan")
 
 
 def gain_curves(ensembles: Mapping[str, MethodEnsembles], metrics: Sequence[str], sizes: Sequence[int],
@@ -27,7 +35,7 @@ def gain_curves(ensembles: Mapping[str, MethodEnsembles], metrics: Sequence[str]
             for metric in metrics:
                 v = ens.scores[m][metric]
                 mean = float(w @ v)
-                std = float(np.sqrt(w @ (v - mean) ** 2))
+                std = weighted_sd(v, w)
                 ref = ensembles.get(reference)
                 ref_mean = float(ref.combos[m].weights @ ref.scores[m][metric]) \
                     if ref is not None and m in ref.combos else float("nan")

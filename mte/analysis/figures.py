@@ -66,7 +66,7 @@ def iou_figure(iou: dict[str, pd.DataFrame]) -> Figure:
             for i, j in zip(*np.nonzero(~np.isnan(values)), strict=True):
                 light = (values[i, j] - vmin) / (vmax - vmin) < 0.6
                 ax.text(j, i, f"{values[i, j]:.2f}"[1:] if values[i, j] < 1 else "1", ha="center", va="center",
-                        fontsize=max(4, size - 2), color="white" if light else "black")
+                        fontsize=7 if len(m) <= 12 else 5.5, color="white" if light else "black")
         ax.set_xlabel("seed")
         ax.set_title(f"{label(method)} (diagonal blank)", fontsize=10)
     axes[0].set_ylabel("seed")

@@ -19,6 +19,7 @@ from mte.errors import MteError
 app = typer.Typer(
     help="Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("run")(run.run)
 app.command("sweep")(sweep.sweep)
@@ -31,8 +32,18 @@ console = Console(stderr=True)
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from tracking.provenance import versions
+
+        v = versions()
+        print(f"mte {v.pop('mte')} ({', '.join(f'{k} {x}' for k, x in v.items())})")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, metavar="",
+                                       help="Print mte's version (and its main libraries') and exit.")) -> None:
     """Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer."""
 
 

@@ -89,11 +89,11 @@ def parse_list(leaf: fields.Leaf, text: str | None) -> tuple | None:
 
 def _option(leaf: fields.Leaf, panel: str) -> Any:
     decl = flag(leaf)
-    if leaf.type is bool:
-        decl = f"{decl}/--no-{decl[2:]}"
+    metavar = _metavar(leaf)
+    if leaf.type is bool:  # a flag pair, shown as such (no "<bool>" value)
+        decl, metavar = f"{decl}/--no-{decl[2:]}", ""
     return typer.Option(_default(leaf), decl, help=leaf.meta.get("help"), envvar=leaf.meta.get("envvar"),
-                        show_envvar=bool(leaf.meta.get("envvar")), metavar=_metavar(leaf),
-                        rich_help_panel=panel)
+                        show_envvar=bool(leaf.meta.get("envvar")), metavar=metavar, rich_help_panel=panel)
 
 
 def options(exclude: tuple[str, ...] = (), **groups: type) -> Callable:

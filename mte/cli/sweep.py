@@ -20,11 +20,12 @@ console = Console(stderr=True)
 def sweep(
     o: SweepOptions,
     given: Given,
-    resume: bool = typer.Option(False, "--resume", help="Continue the experiment's latest sweep with its "
-                                                        "recorded options (options given here still win)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the options the sweep would run with (after the "
-                                                          "preset or the recorded sweep) and where each came from; "
-                                                          "run nothing."),
+    resume: bool = typer.Option(False, "--resume", metavar="",
+                                help="Continue the experiment's latest sweep with its recorded options (options given "
+                                     "here still win)."),
+    dry_run: bool = typer.Option(False, "--dry-run", metavar="",
+                                 help="Print the options the sweep would run with (after the preset or the recorded "
+                                      "sweep) and where each came from; run nothing."),
 ) -> None:
     """Run many seeds of many methods as Ray Tune trials, recorded in MLflow; rerunning resumes."""
     from sweeps.presets import preset as preset_options
@@ -48,7 +49,19 @@ def sweep(
         run_report(dataclasses.replace(o.tracking, tracking_uri=outcome.tracking_uri),
                    ReportOptions(run_ids=(outcome.parent_run_id,), out=o.report_dir / outcome.sweep_hash),
                    methods=o.methods, seeds=o.seeds)
-    console.print(f"browse: mte ui --tracking-uri {outcome.tracking_uri}", highlight=False)
+    _print_links(o, outcome.tracking_uri)
+
+
+def _print_links(o: SweepOptions, uri: str) -> None:
+    from tracking.ui import links, ui_base
+    from tracking.uri import check_reachable
+
+    local = not uri.startswith(("http://", "https://"))
+    if local:
+        experiment = "" if o.tracking.experiment == "mte" else f" --experiment {o.tracking.experiment}"
+        console.print(f"browse: mte ui --tracking-uri {uri}{experiment}", highlight=False, soft_wrap=True)
+    for line in links(check_reachable(uri), ui_base(uri), o.tracking.experiment):
+        console.print(("  then " if local else "") + line, highlight=False, soft_wrap=True)
 
 
 def _print_options(o: SweepOptions, given: set, base: SweepOptions, origin: str) -> None:
