@@ -20,6 +20,7 @@ METHODS = ("baseline", "bagging", "base-lt", "active-lt", "random-lt")
 LOTTERY_METHODS = ("base-lt", "active-lt", "random-lt")
 REGULARISED_METHODS = ("active-lt", "random-lt")
 ACTIVE_CHAINS = ("all", "group")
+PRECISIONS = ("fp32", "tf32", "bf16")
 GROUP_SIZE = 10  # seeds per group, by id (0–9, 10–19, ...): the paper's 20 seeds in two groups of 10
 PAPER_LR = 2e-5
 # Learning rates at which a model trains well in 3 epochs (measured; see README, "Learning rate").
@@ -55,6 +56,9 @@ class TrainHparams:
     max_grad_norm: float = hp(1.0, "Gradient-norm clipping threshold.")
     weight_decay: float = hp(0.0, "AdamW weight decay.")
     group_by_length: bool = hp(True, "Batch examples of similar length together (seeded; much less padding).")
+    precision: str = hp("fp32", "Arithmetic of the fine-tunes: fp32; tf32 (CUDA: TF32 matmuls); bf16 (bf16 autocast, "
+                                "weights and optimizer in fp32). Part of a result's hash when not fp32.",
+                        choices=PRECISIONS)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ The L1 term τ·Σ|θ ⊙ l| is added as its subgradient τ·l·sign(θ), with n
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,7 @@ from mte.masks import Mask
 from mte.metrics import task_metrics
 from mte.tasks import TaskSpec
 
-EVAL_BATCH_SIZE = 128
+EVAL_BATCH_SIZE = {"cpu": 128, "cuda": 512}  # examples per evaluation batch (no gradients: larger on a GPU)
 LOSS_WINDOW = 10  # the loss trace keeps the mean train loss of every 10 optimizer steps
 StepCallback = Callable[[int, int], None]
 
@@ -149,8 +150,10 @@ def fine_tune(
     for epoch in range(hp.epochs):
         net.train()
         for index in train_batches(train.lengths, hp.batch_size, order, hp.group_by_length):
-            batch = {k: v.to(device, non_blocking=True) for k, v in train.batch(index, pad_id).items()}
-            loss = _loss(task, net(**batch).logits, train.labels[index].to(device))
+            batch = to_device(train.batch(index, pad_id), device)
+            with autocast(device, hp.precision):
+                logits = net(**batch).logits
+            loss = _loss(task, logits.float(), to_device({"y": train.labels[index]}, device)["y"])
             update.zero_grad()
             loss.backward()
             result.lr_trace.append(update.step(linear_decay(step, total)))
@@ -160,13 +163,13 @@ def fine_tune(
                 on_step(step, total)
         loss_sum = losses[epoch * steps_per_epoch:step].sum()
         check_finite(net, float(loss_sum), epoch, hp)
-        result.dev_logits = predict(net, dev, pad_id, device)
+        result.dev_logits = predict(net, dev, pad_id, device, hp.precision)
         if not np.isfinite(result.dev_logits).all():
             raise Diverged(f"the fine-tune diverged: its dev logits have inf or NaN values after epoch {epoch + 1} "
                            f"(lr {hp.lr:g}); nothing was stored")
         metrics = task_metrics(task, result.dev_logits, dev.labels.numpy())
         result.epochs.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch, **metrics})
-    result.test_logits = predict(net, test, pad_id, device) if test is not None else None
+    result.test_logits = predict(net, test, pad_id, device, hp.precision) if test is not None else None
     windows = losses.cpu().split(LOSS_WINDOW)
     result.loss_trace = [float(w.mean()) for w in windows]
     result.steps = step
@@ -197,11 +200,38 @@ def _loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 @torch.inference_mode()
-def predict(net: nn.Module, split: TokenizedSplit, pad_id: int, device: torch.device) -> np.ndarray:
+def predict(net: nn.Module, split: TokenizedSplit, pad_id: int, device: torch.device, precision: str = "fp32"
+            ) -> np.ndarray:
     """Logits (n, k) in the split's original order, float32."""
     net.eval()
     out = torch.empty((len(split), net.config.num_labels), dtype=torch.float32)
-    for index in eval_batches(split.lengths, EVAL_BATCH_SIZE):
-        batch = {k: v.to(device) for k, v in split.batch(index, pad_id).items()}
-        out[index] = net(**batch).logits.float().cpu()
+    for index in eval_batches(split.lengths, EVAL_BATCH_SIZE.get(device.type, 128)):
+        batch = to_device(split.batch(index, pad_id), device)
+        with autocast(device, precision):
+            out[index] = net(**batch).logits.float().cpu()
     return out.numpy()
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch on the training device: through pinned memory, without waiting, when that is a GPU."""
+    if device.type != "cuda":
+        return batch
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """The fine-tune's arithmetic: bf16 autocast (on any device), TF32 matmuls (CUDA), or plain fp32."""
+    if precision == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+        return
+    if precision == "tf32" and device.type == "cuda":
+        old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        return
+    yield

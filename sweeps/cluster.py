@@ -11,6 +11,7 @@ authentication to that cluster (see sweeps/README.md), after checking in seconds
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -43,7 +44,9 @@ class RayOptions:
     cpus_per_trial: float = hp(1.0, "CPUs (torch threads) per trial.")
     gpus_per_trial: float = hp(0.0, "GPUs per trial; a fraction lets trials share one GPU.")
     max_concurrent: int | None = hp(None, "At most this many trials at once (default: as resources allow).")
-    max_failures: int = hp(2, "Retries of a trial that raised or whose process died.")
+    max_failures: int = hp(2, "Retries of a trial that raised, whose process died or whose node was lost.")
+    storage_path: str | None = hp(None, "Where Ray Tune keeps its experiment state: a path or a URI Ray accepts "
+                                        "(s3://…, gs://…). Default: <store>/ray-tune on the driver's machine.")
     dashboard: bool = hp(True, "Start the Ray dashboard with a local Ray.")
     dashboard_host: str = hp(LOOPBACK, "Address the local dashboard binds (0.0.0.0 exposes it, e.g. from Docker).")
     dashboard_port: int | None = hp(None, "Port of the local dashboard (default: Ray's, 8265 or the next free one).")
@@ -97,6 +100,8 @@ def connect(ray_options: RayOptions) -> Cluster:
     address, num_cpus, dashboard = ray_options.ray_address, ray_options.num_cpus, ray_options.dashboard
     if address:
         check_address(address)
+        if _loopback(address):  # a cluster on this machine's loopback: this driver's node address is 127.0.0.1 too
+            _single_machine()
     else:
         local_cluster_environment()
     import ray
@@ -106,7 +111,7 @@ def connect(ray_options: RayOptions) -> Cluster:
     try:
         with _signals_after():  # Ctrl-C while Ray's processes start: handled once ray.init returns
             if address:
-                ctx = ray.init(address=address, logging_level=logging.WARNING)
+                ctx = ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             else:
                 # Worker output stays in Ray's logs: the live view reports each trial, Tune keeps error files.
                 ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
@@ -119,13 +124,25 @@ def connect(ray_options: RayOptions) -> Cluster:
     return Cluster(True, f"http://{url}" if url else None)
 
 
-def local_cluster_environment() -> None:
-    """Loopback-only addresses and mte's own auth token for a cluster this process starts (see the docstring)."""
+def _single_machine() -> None:
     os.environ[SINGLE_MACHINE_ENV] = "0"
     if "ray" in sys.modules:  # imported already (e.g. by a test): the constant was read from the environment
         from ray._private import ray_constants
 
         ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rpartition(":")[0] or address
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def local_cluster_environment() -> None:
+    """Loopback-only addresses and mte's own auth token for a cluster this process starts (see the docstring)."""
+    _single_machine()
     if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
         return
     os.environ["RAY_AUTH_MODE"] = "token"
@@ -136,6 +153,38 @@ def local_cluster_environment() -> None:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(TOKEN_FILE)
+
+
+def check_nodes(data_dir: Path | None, task: str, fingerprint: str) -> int:
+    """Every live node of a joined cluster reads the same data from `data_dir` as the driver (one line naming a
+    node that lacks it); returns the number of nodes. With the hub (no data dir), each node fetches its own."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if data_dir is None:
+        return len(nodes)
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def node_fingerprint(path: str, task_name: str) -> str:
+        from mte import data
+        from mte.tasks import get_task
+
+        return data.data_fingerprint(get_task(task_name), data.resolve_data_dir(path))
+
+    refs = [(n, node_fingerprint.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+             .remote(str(data_dir), task)) for n in nodes]
+    for node, ref in refs:
+        where = f"node {node.get('NodeManagerAddress')} ({node['NodeID'][:8]})"
+        try:
+            found = ray.get(ref, timeout=120)
+        except Exception as e:  # the task's own error (e.g. MteError: the folder does not exist), or a timeout
+            lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+            raise MteError(f"{where} cannot read the data folder {data_dir}: {lines[-1] if lines else e}") from None
+        if found != fingerprint:
+            raise MteError(f"{where} has other data in {data_dir} than this machine (fingerprint {found} vs "
+                           f"{fingerprint})")
+    return len(nodes)
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:

@@ -50,6 +50,7 @@ class SweepView(tune.Callback):
         self.fine_tunes = {u: rounds + 1 if u.method in LOTTERY_METHODS else 1 for u in units}
         self.completed = {u: self.fine_tunes[u] if u in done else 0 for u in units}
         self.current: dict[Unit, str] = {}
+        self.nodes: dict[Unit, str] = {}  # the node (host) running a unit
         self.started: dict[Unit, float] = {}
         self.errors: dict[str, str] = {}  # trial name → error line and where its traceback is
         self.trial_units = {t["name"]: [Unit(t["method"], s) for s in t["todo"]] for t in trials}
@@ -74,6 +75,7 @@ class SweepView(tune.Callback):
             self.status[unit] = "running"
             self.started[unit] = time.monotonic()
             self.current[unit] = "loading"
+            self.nodes[unit] = str(result.get("node") or "")
         elif event == "fine_tune":
             self.completed[unit] = int(result["index"])
             self.current[unit] = str(result["what"])
@@ -84,8 +86,9 @@ class SweepView(tune.Callback):
                                 if k not in IGNORED_METRICS)
             took = time.monotonic() - self.started.get(unit, time.monotonic())
             reused = " (reused)" if result.get("reused") else ""
+            node = f"  on {self.nodes[unit]}" if self.nodes.get(unit) else ""
             self._print(f"[green]done[/]    {unit.name:<16} {metrics}  sparsity {result['sparsity']:.1%}  "
-                        f"{took:.0f} s{reused}")
+                        f"{took:.0f} s{reused}{node}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._print(f"[yellow]retry[/]   {trial.config['trial']['name']:<16} {trial_error(trial)}")
@@ -153,12 +156,12 @@ class SweepView(tune.Callback):
         if not running:
             return Group(head)
         table = Table(box=None, pad_edge=False)
-        for col in ("running", "fine-tune", "done", "time"):
+        for col in ("running", "node", "fine-tune", "done", "time"):
             table.add_column(col)
         now = time.monotonic()
         for u in running:
-            table.add_row(u.name, self.current.get(u, ""), f"{self.completed[u]}/{self.fine_tunes[u]}",
-                          _clock(now - self.started.get(u, now)))
+            table.add_row(u.name, self.nodes.get(u, ""), self.current.get(u, ""),
+                          f"{self.completed[u]}/{self.fine_tunes[u]}", _clock(now - self.started.get(u, now)))
         return Group(head, table)
 
 

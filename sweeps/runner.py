@@ -23,9 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from mte.errors import MteError
+from sweeps.cluster import check_nodes
 from sweeps.options import SweepOptions
 from sweeps.plan import SweepPlan, Unit
-from sweeps.session import preflight, quiet_fit, ray_cluster, run_config
+from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store
 
 console = Console(stderr=True)
 
@@ -52,7 +53,7 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
 
     start = time.perf_counter()
     o = o.validate()
-    preflight(o.ray)
+    preflight(o.ray, o.tracking.tracking_uri)
     plan = SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
     client, _ = connect(o.tracking)
     tau_source: dict[str, Any] = {"kind": "given", "tau": plan.base.method.tau}
@@ -69,6 +70,9 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
         finished = finished_hashes(exp.client, exp.experiment_id, previous.info.run_id) if previous else {}
         trials = plan.trials(set(finished))
         with ray_cluster(o.ray) if trials else contextlib.nullcontext():
+            if trials and o.ray.ray_address:
+                nodes = check_nodes(plan.data_dir, plan.base.task.name, plan.fingerprint)
+                console.print(f"cluster {o.ray.ray_address}: {nodes} node(s) read the same data", highlight=False)
             return _record(o, plan, exp, finished, trials, start, tau_source)
 
 
@@ -130,13 +134,16 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
           experiment_id: str, parent: str) -> tuple[dict[str, str], bool]:
     """Run the trials through Ray Tune with the live view: (trial name → error of failed trials, whether
     Ctrl-C stopped it, i.e. units were left pending or running)."""
+    from mlflow import MlflowClient
     from ray import tune
 
     from sweeps.live import SweepView
     from sweeps.trial import TEST_CRASH_ENV, run_trial
+    from tracking.remote import store_run
 
-    store = o.paths.store.resolve()
-    shared = {"spec": plan.base.to_dict(), "store": str(store), "tracking_uri": uri,
+    remote = uri.startswith(("http://", "https://"))  # a tracking server holds the shared result store
+    shared = {"spec": plan.base.to_dict(), "store": trial_store(o.paths, o.ray), "tracking_uri": uri,
+              "store_run": store_run(MlflowClient(uri)) if remote else None,
               "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
               "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,
               "test_crash": os.environ.get(TEST_CRASH_ENV), "system_metrics": o.system_metrics}
@@ -147,8 +154,8 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
         param_space={"sweep": shared, "trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(max_concurrent_trials=o.ray.max_concurrent, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=run_config(f"{plan.sweep_hash}-{time.strftime('%Y%m%d-%H%M%S')}", str(store / "ray-tune"),
-                              [view], o.ray.max_failures))
+        run_config=run_config(f"{plan.sweep_hash}-{time.strftime('%Y%m%d-%H%M%S')}",
+                              storage_path(o.ray, o.paths.store), [view], o.ray.max_failures))
     with view:
         quiet_fit(tuner)
     counts = view.counts()

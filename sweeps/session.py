@@ -7,23 +7,48 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from mte.errors import MteError
+from mte.paths import Paths
 from sweeps.cluster import Cluster, RayOptions, check_address, check_local_gpus, check_resources, connect
 
 console = Console(stderr=True)
 TUNE_LOGGERS = ("ray.tune", "ray.train", "ray.air")
 
 
-def preflight(ray: RayOptions) -> None:
-    """The Ray options are sane, a cluster to join answers, a local GPU request can be met: before a run, a
-    tracking database or a cluster exists."""
+def preflight(ray: RayOptions, tracking_uri: str | None = None) -> None:
+    """The Ray options are sane, a cluster to join answers (and is tracked by a server), a local GPU request can
+    be met: before a run, a tracking database or a cluster exists."""
     ray.validate()
     if ray.ray_address:
+        uri = tracking_uri or ""
+        if not uri.startswith(("http://", "https://")):
+            raise MteError(f"--ray-address needs an MLflow tracking server (--tracking-uri http://host:port): "
+                           f"{uri or 'the default sqlite:///…/mlflow.db'} lives on this machine, which the "
+                           "cluster's other nodes cannot write to; start one with `mlflow server --host 0.0.0.0 "
+                           "--backend-store-uri sqlite:///mlflow.db --artifacts-destination ./mlartifacts`")
         check_address(ray.ray_address)
     check_local_gpus(ray)
+
+
+def storage_path(ray: RayOptions, store: Path) -> str:
+    """Ray Tune's experiment state: --storage-path (a path is made absolute), else under the driver's store."""
+    path = ray.storage_path
+    if not path:
+        return str(store.resolve() / "ray-tune")
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def trial_store(paths: Paths, ray: RayOptions) -> str | None:
+    """The store path trials use: the driver's (absolute), or None: each node's own (`mte.paths.node_store`)
+    when joining a cluster without an explicit --out."""
+    if ray.ray_address and paths.store == Paths().store:
+        return None
+    return str(paths.store.resolve())
 
 
 @contextlib.contextmanager

@@ -19,8 +19,9 @@ from typing import Any
 from rich.console import Console
 
 from mte.errors import MteError
+from sweeps.cluster import check_nodes
 from sweeps.options import TauOptions
-from sweeps.session import preflight, quiet_fit, ray_cluster, run_config
+from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store
 
 console = Console(stderr=True)
 SEARCH_LIBRARIES = {"optuna": "optuna", "hyperopt": "hyperopt"}  # search → the package it needs
@@ -91,13 +92,15 @@ def run_tuning(o: TauOptions) -> TuningOutcome:
     start = time.perf_counter()
     o = o.validate()
     search_library(o.search)
-    preflight(o.ray)
+    preflight(o.ray, o.tracking.tracking_uri)
     data_dir = data_mod.resolve_data_dir(o.paths.data_dir)
     check_inputs(o.spec, data_dir)
     fingerprint = data_mod.data_fingerprint(o.spec.task, data_dir)
     exp = open_experiment(o.tracking)
     client = exp.client
     with ray_cluster(o.ray):
+        if o.ray.ray_address:
+            check_nodes(data_dir, o.spec.task.name, fingerprint)
         parent = tracked.open_tuning(client, exp.experiment_id, run_name(o), _parent_tags(o, fingerprint, data_dir),
                                      _parent_params(o))
         console.print(f"tune-tau {o.spec.data.task} · {o.spec.method.method} · {o.search} search · "
@@ -134,13 +137,16 @@ def run_tuning(o: TauOptions) -> TuningOutcome:
 def _tune(o: TauOptions, uri: str, experiment_id: str, parent: str, data_dir: Path | None
           ) -> tuple[dict[str, str], dict[str, int]]:
     """Run the samples: (trial id → error line of failed trials, run id → milestones of samples ASHA stopped)."""
+    from mlflow import MlflowClient
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from sweeps.tau_trial import TauProgress, tau_trial
+    from tracking.remote import store_run
 
-    store = o.paths.store.resolve()
-    shared = {"spec": o.spec.to_dict(), "store": str(store), "tracking_uri": uri, "experiment_id": experiment_id,
+    remote = uri.startswith(("http://", "https://"))  # a tracking server holds the shared result store
+    shared = {"spec": o.spec.to_dict(), "store": trial_store(o.paths, o.ray), "tracking_uri": uri,
+              "store_run": store_run(MlflowClient(uri)) if remote else None, "experiment_id": experiment_id,
               "parent_run_id": parent, "data_dir": str(data_dir) if data_dir else None,
               "seeds": o.seeds_per_sample, "objective": o.objective, "tune_on": o.tune_on,
               "cpus_per_trial": o.ray.cpus_per_trial, "milestones": o.milestones}
@@ -156,7 +162,7 @@ def _tune(o: TauOptions, uri: str, experiment_id: str, parent: str, data_dir: Pa
                                     reuse_actors=False,  # a stopped trial's process, and its store locks, must go
                                     trial_dirname_creator=_trial_dirname),
         run_config=run_config(f"tune-tau-{o.spec.data.task}-{o.spec.method.method}-{time.strftime('%Y%m%d-%H%M%S')}",
-                              str(store / "ray-tune"), [progress], o.ray.max_failures))
+                              storage_path(o.ray, o.paths.store), [progress], o.ray.max_failures))
     quiet_fit(tuner)
     return progress.errors, progress.stopped
 

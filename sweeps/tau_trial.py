@@ -34,7 +34,7 @@ from mte.lottery import RoundEvent, seed_rounds
 from mte.metrics import task_metrics
 from mte.store import Store
 from mte.tasks import TaskSpec
-from sweeps.trial import _use_assigned_devices
+from sweeps.trial import _use_assigned_devices, trial_store
 from tracking import tau as tracked
 
 console = Console(stderr=True)  # a module global: Tune pickles its callbacks, and a Console holds a lock
@@ -55,7 +55,7 @@ def tau_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
     run_id = tracked.open_sample(client, shared["experiment_id"], shared["parent_run_id"], tau, tags,
                                  {"seeds": shared["seeds"]})
     total, step = shared["milestones"], -1
-    for step, (imp_round, events) in enumerate(milestones(spec, Store(shared["store"]), shared["data_dir"],
+    for step, (imp_round, events) in enumerate(milestones(spec, trial_store(shared, client), shared["data_dir"],
                                                           shared["seeds"])):
         split = "dev" if shared["tune_on"] == "dev" else "holdout"
         values = objective_values(task, shared["objective"], [e.dev_logits for e in events], labels, split)

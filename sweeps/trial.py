@@ -35,7 +35,8 @@ def run_trial(config: dict[str, Any]) -> None:
     sweep, trial = config["sweep"], config["trial"]
     _use_assigned_devices(sweep["cpus_per_trial"])
     client = MlflowClient(sweep["tracking_uri"])
-    store = Store(sweep["store"])
+    store = trial_store(sweep, client)
+    node = node_info(sweep["cpus_per_trial"])
     base = RunSpec.from_dict(sweep["spec"])
     method = trial["method"]
     spec = dataclasses.replace(base, method=dataclasses.replace(base.method, method=method))
@@ -48,7 +49,7 @@ def run_trial(config: dict[str, Any]) -> None:
                 priors.append(_mask_of_run(client, finished[unit_hash]))
             continue
         start_ms = int(time.time() * 1000)
-        tune.report({"event": "start", "seed": seed})
+        tune.report({"event": "start", "seed": seed, "node": node["node.host"]})
         crash = CrashHook.parse(sweep.get("test_crash"), store.root, method, seed)
         crash.at_start()
 
@@ -62,12 +63,36 @@ def run_trial(config: dict[str, Any]) -> None:
         run_id = log_seed_result(client, sweep["experiment_id"], sweep["parent_run_id"],
                                  sweep_hash=sweep["sweep_hash"], unit_hash=unit_hash, result=result,
                                  folder=store.path("runs", result.key), start_ms=start_ms,
-                                 data_dir=Path(sweep["data_dir"]) if sweep["data_dir"] else None, run_id=open_run)
+                                 data_dir=Path(sweep["data_dir"]) if sweep["data_dir"] else None, run_id=open_run,
+                                 extra_tags=node)
         tune.report({"event": "done", "seed": seed, "run_id": run_id, "metrics": result.metrics,
                      "sparsity": result.mask.sparsity, "elapsed_s": result.elapsed_s,
                      "reused": all(r.reused for r in result.rounds)})
         if method == CHAIN_METHOD:
             priors.append(result.mask)
+
+
+def trial_store(shared: dict[str, Any], client: MlflowClient) -> Store:
+    """The result store of this trial's node: the sweep's path, or (joining a cluster) the node's own; with a
+    tracking server, a cache of the shared store in MLflow (`tracking.remote`)."""
+    from mte.paths import node_store
+    from tracking.remote import MlflowRemote
+
+    remote = MlflowRemote(client, shared["store_run"]) if shared.get("store_run") else None
+    return Store(shared["store"] or node_store(), remote)
+
+
+def node_info(cpus: float) -> dict[str, str]:
+    """Which node runs this trial, and what it was given: tags of the trial's MLflow run."""
+    import json
+    import socket
+
+    import ray
+
+    ctx = ray.get_runtime_context()
+    resources = {k: v for k, v in ctx.get_assigned_resources().items() if not k.startswith("node:")}
+    return {"node.host": socket.gethostname(), "node.ip": ray.util.get_node_ip_address(),
+            "node.id": ctx.get_node_id(), "node.resources": json.dumps(resources or {"CPU": cpus}, sort_keys=True)}
 
 
 @contextlib.contextmanager

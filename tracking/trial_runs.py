@@ -133,7 +133,7 @@ def open_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str,
 
 def log_seed_result(client: MlflowClient, experiment_id: str, parent_run_id: str, *, sweep_hash: str,
                     unit_hash: str, result: SeedResult, folder: Path, start_ms: int, data_dir: Path | None = None,
-                    run_id: str | None = None) -> str:
+                    run_id: str | None = None, extra_tags: dict[str, str] | None = None) -> str:
     """Record one seed as a FINISHED nested run (or return the one already there); returns its run id. `run_id`:
     a run this trial opened already (to sample system metrics while it trained)."""
     for run in trial_runs(client, experiment_id, parent_run_id, unit_hash):
@@ -142,7 +142,7 @@ def log_seed_result(client: MlflowClient, experiment_id: str, parent_run_id: str
         if run.info.run_id != run_id:
             retry(client.delete_run, run.info.run_id)  # left half-logged by a crash
     spec = result.spec
-    tags = trial_tags(result, sweep_hash, unit_hash, parent_run_id)
+    tags = trial_tags(result, sweep_hash, unit_hash, parent_run_id) | (extra_tags or {})
     if run_id is None:
         run_id = retry(client.create_run, experiment_id, start_time=start_ms, tags=tags,
                        run_name=f"{spec.method.method}-s{spec.seed}").info.run_id

@@ -1,0 +1,236 @@
+"""GPU figures: one MiniLM MRPC fine-tune per precision (fp32, tf32, bf16), packing (a fixed set of fine-tunes with
+1, 2, 4 and 8 trials sharing one GPU), and the full MRPC protocol (5 methods × 20 seeds, MiniLM). Goal: the full
+protocol in ≤ 10 minutes on one H100.
+
+    python benchmarks/bench_gpu.py                                # everything, trials through `mte sweep` (Ray)
+    python benchmarks/bench_gpu.py --runner core                  # trials as N worker processes, no Ray/MLflow
+    python benchmarks/bench_gpu.py --stages precision,packing     # leave out the full protocol (the long part)
+    python benchmarks/bench_gpu.py --tiny --runner core           # smoke test on any machine (CPU too)
+
+`--runner ray` runs `mte sweep --gpus-per-trial 1/N` (Ray places N trials on the GPU). `--runner core` runs the
+same (method, seed) units in N worker processes that share one GPU and one result store, through the science
+core (`mte.lottery`): what a Ray worker does, without Ray and MLflow (for GPU machines that lack them). Every
+stage gets a fresh result store. `--deadline` stops the protocol that many seconds after the start and prints
+how far it got and the rate it ran at. Without CUDA (and without --tiny) it says so and measures nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+STAGES = ("precision", "packing", "protocol")
+PER_GPU = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Setup:
+    data_dir: Path
+    model: str
+    lr: float | None
+    precision: str
+    tiny: bool
+
+    def spec(self, method: str = "baseline", seed: int = 0, precision: str | None = None):
+        from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+
+        data = DataHparams(train_limit=64, eval_limit=32) if self.tiny else DataHparams()
+        train = TrainHparams(lr=self.lr, precision=precision or self.precision, epochs=1 if self.tiny else 3)
+        return RunSpec(data, ModelHparams(model=self.model), train,
+                       MethodHparams(method=method, active_chain="group"), seed=seed).resolved()
+
+
+def gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def one_fine_tune(setup: Setup, precision: str) -> tuple[float, float]:
+    """(wall seconds, dev accuracy) of one full-train MRPC fine-tune (model loading and tokenising not timed)."""
+    import torch
+
+    from mte.lottery import open_workspace
+    from mte.training import fine_tune
+
+    spec = setup.spec(precision=precision)
+    ws = open_workspace(spec, setup.data_dir)
+    d = ws.data
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fine_tune(ws.net, d.task, d.train, d.dev, d.test, spec.train, 0, d.pad_id)
+    return time.perf_counter() - start, out.epochs[-1]["accuracy"]
+
+
+# --- core runner: N worker processes sharing one GPU and one store ---
+
+_counter = None
+
+
+def _init(counter, threads: int) -> None:
+    import torch
+
+    global _counter
+    _counter = counter
+    torch.set_num_threads(threads)
+
+
+def _count(step: int, _total: int) -> None:
+    """on_step: a fine-tune's first step means it is trained here (not loaded from the store)."""
+    if step == 1:
+        with _counter.get_lock():
+            _counter.value += 1
+
+
+def _unit(job: tuple[Setup, str, str, tuple[int, ...]]) -> tuple[str, tuple[int, ...], float]:
+    """One unit of work: a seed of a method, or an ACTIVE-LT chain (its seeds in order)."""
+    from mte.lottery import active_chain, run_seed
+    from mte.store import Store
+
+    setup, store, method, seeds = job
+    start = time.perf_counter()
+    spec = setup.spec(method, seeds[0])
+    if method == "active-lt":
+        active_chain(spec, Store(store), seeds, setup.data_dir, on_step=_count)
+    else:
+        run_seed(spec, Store(store), setup.data_dir, on_step=_count)
+    return method, seeds, time.perf_counter() - start
+
+
+def protocol_units(seeds: int, methods: tuple[str, ...], group: int = 10) -> list[tuple[str, tuple[int, ...]]]:
+    """The sweep's units, long poles first: ACTIVE-LT chains (one per group of seeds), then each lottery seed,
+    BAGGING, and BASELINE last (it reuses BASE-LT's round 0 from the store)."""
+    order = ("active-lt", "base-lt", "random-lt", "bagging", "baseline")
+    units: list[tuple[str, tuple[int, ...]]] = []
+    for m in (m for m in order if m in methods):
+        if m == "active-lt":
+            units += [(m, tuple(range(g, min(g + group, seeds)))) for g in range(0, seeds, group)]
+        else:
+            units += [(m, (s,)) for s in range(seeds)]
+    return units
+
+
+def run_core(setup: Setup, workers: int, units: list[tuple[str, tuple[int, ...]]], deadline: float | None = None,
+             log=print) -> tuple[float, int, bool]:
+    """(wall seconds, fine-tunes trained, finished) of `units` in `workers` processes on a fresh store."""
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("i", 0)
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    with tempfile.TemporaryDirectory(prefix="mte-gpu-bench-") as store:
+        start = time.perf_counter()
+        pool = ctx.Pool(workers, initializer=_init, initargs=(counter, threads))
+        finished = True
+        try:
+            it = pool.imap_unordered(_unit, [(setup, store, m, s) for m, s in units], chunksize=1)
+            for _ in units:
+                left = None if deadline is None else deadline - (time.perf_counter() - start)
+                if left is not None and left <= 0:
+                    finished = False
+                    break
+                try:
+                    m, s, sec = it.next(timeout=left)
+                except mp.TimeoutError:
+                    finished = False
+                    break
+                log(f"  {time.perf_counter() - start:7.1f} s  {m} seed(s) {s[0]}..{s[-1]} done in {sec:.1f} s "
+                    f"({counter.value} fine-tunes trained so far)")
+        finally:
+            pool.terminate()
+            pool.join()
+        return time.perf_counter() - start, counter.value, finished
+
+
+def run_ray(setup: Setup, gpus_per_trial: float, *args: str) -> float:
+    """Wall seconds of `mte sweep` in a fresh folder (fresh store and tracking database)."""
+    with tempfile.TemporaryDirectory(prefix="mte-gpu-bench-") as tmp:
+        cmd = [sys.executable, "-m", "mte", "sweep", *args, "--gpus-per-trial", str(gpus_per_trial), "--data-dir",
+               str(setup.data_dir), "--model", setup.model, "--precision", setup.precision, "--no-report",
+               "--no-dashboard"]
+        if setup.lr is not None:
+            cmd += ["--lr", str(setup.lr)]
+        start = time.perf_counter()
+        r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+        wall = time.perf_counter() - start
+        if r.returncode != 0:
+            raise SystemExit(f"sweep failed ({' '.join(cmd)}):\n{r.stderr[-2000:]}")
+        return wall
+
+
+def main() -> None:
+    from common import default_data_dir
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--lr", type=float, default=None, help="peak lr (default: the model's; minilm 1e-4)")
+    p.add_argument("--precision", default="fp32", help="precision of the packing and protocol stages")
+    p.add_argument("--runner", choices=("ray", "core"), default="ray")
+    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
+    p.add_argument("--packing-fine-tunes", type=int, default=8, help="dense fine-tunes per packing figure")
+    p.add_argument("--protocol-workers", type=int, default=None, help="default: the fastest packing figure's")
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--deadline", type=float, default=None,
+                   help="stop the protocol this many seconds after the benchmark started")
+    p.add_argument("--tiny", action="store_true", help="64 training pairs, 1 epoch: a smoke test on any machine")
+    a = p.parse_args()
+    began = time.perf_counter()
+    stages = a.stages.split(",")
+    name = gpu_name()
+    if name is None and not a.tiny:
+        print("no CUDA device on this machine: nothing measured (GPU figures need a GPU; see benchmarks/RESULTS.md)")
+        return
+    setup = Setup(a.data_dir or default_data_dir(), a.model, a.lr, a.precision, a.tiny)
+    print(f"device: {name or 'CPU (--tiny smoke test)'}; runner {a.runner}; data {setup.data_dir}; model {a.model}",
+          flush=True)
+    if "precision" in stages:
+        one_fine_tune(setup, "fp32")  # warm-up: CUDA context, cuBLAS handles, kernel selection
+        for precision in ("fp32", "tf32", "bf16"):
+            wall, acc = one_fine_tune(setup, precision)
+            print(f"one MiniLM MRPC fine-tune, {setup.spec().train.epochs} epochs, {precision}: {wall:.1f} s, "
+                  f"dev accuracy {acc:.4f}", flush=True)
+    best = (None, 0.0)
+    if "packing" in stages:
+        n = a.packing_fine_tunes
+        for per_gpu in PER_GPU:
+            if a.runner == "core":
+                wall, trained, _ = run_core(setup, per_gpu, [("baseline", (s,)) for s in range(n)], log=lambda _: None)
+            else:
+                wall, trained = run_ray(setup, 1 / per_gpu, "--preset", "quick"), 0
+            rate = trained / wall * 60
+            print(f"packing, {per_gpu} trial(s) per GPU: {wall:.1f} s for {trained or 'the quick sweep'}"
+                  f"{' fine-tunes' if trained else ''} ({rate:.1f} fine-tunes/min)", flush=True)
+            if rate > best[1]:
+                best = (per_gpu, rate)
+    if "protocol" in stages:
+        workers = a.protocol_workers or best[0] or 8
+        if a.runner == "core":
+            units = protocol_units(a.seeds, ("baseline", "bagging", "base-lt", "active-lt", "random-lt"))
+            print(f"full protocol: {len(units)} units, {workers} trials per GPU", flush=True)
+            left = None if a.deadline is None else a.deadline - (time.perf_counter() - began)
+            wall, trained, finished = run_core(setup, workers, units, left,
+                                               log=lambda s: print(s, flush=True))
+        else:
+            wall = run_ray(setup, 1 / workers, "--methods", "all", "--seeds", str(a.seeds), "--active-chain", "group")
+            trained, finished = 0, True
+        state = "finished" if finished else f"stopped at the deadline ({a.deadline:.0f} s after the start)"
+        rate = trained / max(wall, 1e-9) * 60
+        print(f"full MRPC protocol (5 methods × {a.seeds} seeds, active chain per group, {workers} trials per GPU): "
+              f"{state} after {wall / 60:.2f} min, {trained} fine-tunes trained ({rate:.1f}/min)"
+              f"{'' if finished else '; not the full protocol'} (goal ≤ 10 min on one H100)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
