@@ -28,23 +28,74 @@ def used_by_default(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def keep_scale(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
-               device: torch.device | str = "cpu") -> torch.Tensor:
-    """Multiplier of inverted dropout: 1/(1−p) where an element is kept, 0 where it is dropped."""
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Which elements inverted dropout keeps (bool): one 64-bit draw of the seeded generator per four elements."""
     n = math.prod(shape)
     words = torch.empty(-(-n // _LANES_PER_WORD), dtype=torch.int64, device=device).random_(-(2**63), None)
     lanes = words.view(torch.int16)[:n].view(shape)
-    threshold = round(p * 65536) - 32768
-    return torch.where(lanes >= threshold, 1.0 / (1.0 - p), 0.0).to(dtype)
+    return lanes >= round(p * 65536) - 32768
+
+
+def _multiplier(keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
+    return torch.where(keep, 1.0 / (1.0 - p), 0.0).to(dtype)
+
+
+def keep_scale(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """Multiplier of inverted dropout: 1/(1−p) where an element is kept, 0 where it is dropped."""
+    return _multiplier(keep_mask(shape, p, device), p, dtype)
+
+
+class _Dropout(torch.autograd.Function):
+    """x · multiplier, keeping only the bool mask for the backward pass (a quarter of the float multiplier's
+    memory; the attention probabilities' masks are most of it). Forward and gradient are bit for bit those of
+    `x * keep_scale(...)`: the backward rebuilds the same multiplier."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
+        ctx.save_for_backward(keep)
+        ctx.p = p
+        return x * _multiplier(keep, p, x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (keep,) = ctx.saved_tensors
+        return grad * _multiplier(keep, ctx.p, grad.dtype), None, None
 
 
 def lane_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """`F.dropout(x, p, training)` with `keep_scale` masks (gradient: the same mask times the incoming one)."""
+    """`F.dropout(x, p, training)` with `keep_mask` masks (gradient: the same mask times the incoming one)."""
     if not training or p == 0.0:
         return x
     if p >= 1.0:
         return x * 0.0
-    return x * keep_scale(x.shape, p, x.dtype, x.device)
+    return _Dropout.apply(x, keep_mask(x.shape, p, x.device), p)
+
+
+class _AttentionDropout(torch.autograd.Function):
+    """softmax(scores) → lane dropout → @ value. Keeps softmax's output, the bool mask and `value` for the backward
+    pass, not also the dropped probabilities (rebuilt from the first two): one float (batch, heads, L, L) tensor
+    less per layer. Forward and gradients are bit for bit those of the same ops under autograd."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, value: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
+        probs = torch.softmax(scores, dim=-1)
+        ctx.save_for_backward(probs, value, keep)
+        ctx.p = p
+        return torch.matmul(probs * _multiplier(keep, p, probs.dtype), value)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        probs, value, keep = ctx.saved_tensors
+        multiplier = _multiplier(keep, ctx.p, probs.dtype)
+        grad_value = torch.matmul((probs * multiplier).transpose(-2, -1), grad)
+        grad_probs = torch.matmul(grad, value.transpose(-2, -1)) * multiplier
+        return torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype), grad_value, None, None
+
+
+def attention_probs_dropout(scores: torch.Tensor, value: torch.Tensor, p: float) -> torch.Tensor:
+    """`lane_dropout(softmax(scores), p) @ value` while training, with less kept for the backward pass."""
+    return _AttentionDropout.apply(scores, value, keep_mask(scores.shape, p, scores.device), p)
 
 
 class LaneDropout(nn.Dropout):
@@ -69,8 +120,7 @@ def attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         scores = scores + attention_mask
-    probs = lane_dropout(torch.softmax(scores, dim=-1), dropout)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+    return attention_probs_dropout(scores, value, dropout).transpose(1, 2).contiguous(), None
 
 
 def _register_attention() -> None:

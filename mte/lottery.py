@@ -27,12 +27,14 @@ from mte.models import Initial, check_model, head_parameters, load_model, load_t
 from mte.pruning import active_coefficients, magnitude_prune, random_coefficients, round_targets
 from mte.results import (
     HEAD_FILE,
+    TEST_LOGITS,
     FineTuneRecord,
     SeedResult,
     load_array,
     load_fine_tune,
     load_head,
     pruned_mask_name,
+    save_array,
     save_fine_tune,
     save_head,
 )
@@ -63,12 +65,22 @@ def load_data(spec: RunSpec, data_dir: Path | None) -> data_mod.TaskData:
 
 @dataclass
 class Workspace:
-    """What all fine-tunes of one seed share: tokenised data, the model, and the point to rewind to."""
+    """What all fine-tunes of one seed share: tokenised data, the model, and the point to rewind to (None for a
+    one-fine-tune method: its model is trained once, as loaded, and a copy of the weights would only cost memory)."""
 
     data: data_mod.TaskData
     net: nn.Module
-    initial: Initial
+    initial: Initial | None
     prunable: dict[str, nn.Parameter]
+    pristine: bool = True  # the model holds its initial weights (nothing trained yet)
+
+    def rewind(self, head: dict[str, torch.Tensor] | None = None) -> None:
+        """The model back at its initial weights (`head`: a trained head instead of the initial one)."""
+        if self.initial is not None:
+            self.initial.rewind(self.net, head)
+        elif not self.pristine or head:
+            raise RuntimeError("this workspace kept no initial weights to rewind to (a one-fine-tune method)")
+        self.pristine = False
 
 
 def open_workspace(spec: RunSpec, data_dir: Path | None) -> Workspace:
@@ -77,7 +89,8 @@ def open_workspace(spec: RunSpec, data_dir: Path | None) -> Workspace:
         subset = data_mod.bagging_subset(len(data.train), spec.method.bagging_fraction, spec.seed)
         data = dataclasses.replace(data, train=data.train.subset(subset))
     net = load_model(spec.model, data.task, spec.seed)
-    return Workspace(data, net, Initial.capture(net), prunable_parameters(net))
+    initial = Initial.capture(net) if spec.method.method in LOTTERY_METHODS else None
+    return Workspace(data, net, initial, prunable_parameters(net))
 
 
 @dataclass
@@ -102,10 +115,14 @@ def run_seed(
     prior_masks: Sequence[Mask] = (),
     on_step: StepCallback | None = None,
     on_fine_tune: FineTuneCallback | None = None,
+    test: bool = True,
+    epoch_curves: bool = False,
 ) -> SeedResult:
-    """Train (or load) one seed of `spec.method`; ACTIVE-LT takes the earlier seeds' final masks."""
+    """Train (or load) one seed of `spec.method`; ACTIVE-LT takes the earlier seeds' final masks. `test=False`
+    leaves the test split unevaluated (a later call that wants it adds it to the stored result); `epoch_curves`
+    evaluates dev after every epoch of the fine-tunes it trains, not only after the last."""
     result = None
-    for event in seed_rounds(spec, store, data_dir, prior_masks, on_step, on_fine_tune):
+    for event in seed_rounds(spec, store, data_dir, prior_masks, on_step, on_fine_tune, test, epoch_curves):
         result = event.result
     assert result is not None, "the last event carries the result"
     return result
@@ -118,6 +135,8 @@ def seed_rounds(
     prior_masks: Sequence[Mask] = (),
     on_step: StepCallback | None = None,
     on_fine_tune: FineTuneCallback | None = None,
+    test: bool = True,
+    epoch_curves: bool = False,
 ) -> Iterator[RoundEvent]:
     """`run_seed`, one fine-tune at a time: an event after each; the last one carries the stored SeedResult.
 
@@ -133,6 +152,11 @@ def seed_rounds(
     key = spec.key({"data": fingerprint, "priors": priors} if priors else {"data": fingerprint})
     with store.lock("runs", key):
         found = store.load("runs", key, SeedResult.load)
+        if found is not None and test and found.test_logits is None and "test" in found.data_sizes:
+            found = None  # stored without its test logits (`mte run --no-test`): replay the plan to add them
+            added_test = True
+        else:
+            added_test = False
         if found is not None:
             stored = list(_stored_rounds(store, found, start))
         else:
@@ -140,7 +164,8 @@ def seed_rounds(
             ws = open_workspace(spec, data_dir)
             for m in prior_masks:
                 m.check_compatible(ws.prunable, "active-lt prior mask")
-            runner = _SeedRunner(spec, ws, store, {"spec": spec.common_key_payload(), "data": fingerprint}, on_step)
+            runner = _SeedRunner(spec, ws, store, {"spec": spec.common_key_payload(), "data": fingerprint}, on_step,
+                                 test, epoch_curves)
             plan = _imp_plan(spec, ws, prior_masks, priors) if spec.method.method in LOTTERY_METHODS \
                 else _dense_plan(spec)
             mask = Mask.dense(ws.prunable, spec.model.model)
@@ -163,7 +188,10 @@ def seed_rounds(
                                 dev_labels=ws.data.dev.labels.numpy(), test_logits=logits.get("test"),
                                 rounds=rounds, data_fingerprint=fingerprint, prior_masks=priors,
                                 data_sizes=ws.data.sizes)
-            store.write("runs", key, result.save)
+            if added_test:
+                _add_test_logits(store, key, result)
+            else:
+                store.write("runs", key, result.save)
             result.elapsed_s = time.perf_counter() - start
     # Outside the lock: a caller may hold on to the last event (to log or report it) without blocking another
     # process that asks for this seed.
@@ -171,6 +199,16 @@ def seed_rounds(
         yield from stored
     else:
         yield dataclasses.replace(event, result=result)
+
+
+def _add_test_logits(store: Store, key: str, result: SeedResult) -> None:
+    """A stored seed result gains the test logits of its replayed plan (replaced whole if the replay's dev logits
+    differ: logits of two trainings are never paired)."""
+    stored = store.load("runs", key, SeedResult.load)
+    if stored is not None and np.array_equal(stored.dev_logits, result.dev_logits) and result.test_logits is not None:
+        store.add_file("runs", key, TEST_LOGITS, lambda path: save_array(path, result.test_logits))
+    else:
+        store.replace("runs", key, result.save)
 
 
 def _stored_rounds(store: Store, result: SeedResult, start: float) -> Iterator[RoundEvent]:
@@ -245,8 +283,10 @@ class _Trained:
 class _SeedRunner:
     """Runs one seed's fine-tunes through the store: load if present, else rewind, train, save."""
 
-    def __init__(self, spec: RunSpec, ws: Workspace, store: Store, base: dict, on_step: StepCallback | None):
+    def __init__(self, spec: RunSpec, ws: Workspace, store: Store, base: dict, on_step: StepCallback | None,
+                 test: bool = True, epoch_curves: bool = False):
         self.spec, self.ws, self.store, self.base, self.on_step = spec, ws, store, base, on_step
+        self.test, self.epoch_curves = test, epoch_curves
 
     def fine_tune(self, mask: Mask, step: _Step, prune_to: int | None,
                   start_head: tuple[str, dict[str, torch.Tensor]] | None, want_head: bool) -> _Trained:
@@ -262,7 +302,11 @@ class _SeedRunner:
         if start_head is not None:  # a head kept from the previous round is part of the starting point
             payload["head"] = start_head[0]
         key = digest(self.base | payload)
-        needed = ([pruned_mask_name(prune_to)] if prune_to is not None else []) + ([HEAD_FILE] if want_head else [])
+        # Test logits are read only from a seed's last fine-tune: a ticket, BAGGING's, and the dense unregularised
+        # one (BASELINE's, which is also BASE-LT's first round). Rounds that only lead to a mask skip them.
+        want_test = self.test and self.ws.data.test is not None and (not step.prune or (dense and step.reg is None))
+        needed = ([pruned_mask_name(prune_to)] if prune_to is not None else []) + ([HEAD_FILE] if want_head else []) \
+            + ([TEST_LOGITS] if want_test else [])
         def stored(folder: Path) -> tuple[dict[str, np.ndarray], _Trained | None]:
             """The entry's logits, and the whole result unless a file this step needs is not there yet."""
             record, logits = load_fine_tune(folder)
@@ -277,10 +321,11 @@ class _SeedRunner:
             if found is not None and found[1] is not None:
                 return found[1]
             ws = self.ws
-            ws.initial.rewind(ws.net, start_head[1] if start_head else None)
-            out = fine_tune(ws.net, ws.data.task, ws.data.train, ws.data.dev, ws.data.test, self.spec.train,
+            ws.rewind(start_head[1] if start_head else None)
+            out = fine_tune(ws.net, ws.data.task, ws.data.train, ws.data.dev, ws.data.test if want_test else None,
+                            self.spec.train,
                             self.spec.seed, ws.data.pad_id, mask=None if dense else mask, reg=step.reg,
-                            on_step=self.on_step)
+                            on_step=self.on_step, epoch_eval=self.epoch_curves)
             record = FineTuneRecord(key, mask.sparsity, step.reg is not None, out.epochs, out.steps, out.wall_s,
                                     loss_trace=out.loss_trace)
             logits = {"dev": out.dev_logits} | ({"test": out.test_logits} if out.test_logits is not None else {})
@@ -300,7 +345,9 @@ class _SeedRunner:
 
             if found is None:
                 self.store.write("finetunes", key, write)
-            elif _same(found[0], logits):
+            elif _same(found[0], logits):  # the same training: add what the entry lacks
+                for split in logits.keys() - found[0].keys():
+                    files[f"{split}_logits.npy"] = lambda path, arr=logits[split]: save_array(path, arr)
                 for name, save in files.items():
                     self.store.add_file("finetunes", key, name, save)
             else:
@@ -309,7 +356,8 @@ class _SeedRunner:
 
 
 def _same(stored: dict[str, np.ndarray], logits: dict[str, np.ndarray]) -> bool:
-    return stored.keys() == logits.keys() and all(np.array_equal(stored[k], v) for k, v in logits.items())
+    """Whether a retraining reproduced every stored logit bit for bit (it may have computed more splits)."""
+    return stored.keys() <= logits.keys() and all(np.array_equal(v, logits[k]) for k, v in stored.items())
 
 
 def active_chain(spec: RunSpec, store: Store, seeds: Sequence[int], data_dir: str | Path | None = None,

@@ -7,7 +7,6 @@ Checked against scikit-learn and scipy in the tests.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from mte.tasks import TaskSpec
 
@@ -61,6 +60,8 @@ def pearson(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def spearman(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata  # imported here: SciPy's stats take a second to import
+
     return pearson(rankdata(scores, axis=-1), rankdata(labels))
 
 

@@ -3,7 +3,9 @@ no pickle).
 
 Folder schema of a fine-tune (`finetunes/<key>/`):
 - `finetune.json`: the `FineTuneRecord` (mask sparsity, regularised, per-epoch metrics, steps, wall time);
-- `dev_logits.npy`, `test_logits.npy` (if the task has a test split) of the fine-tuned model;
+- `dev_logits.npy` of the fine-tuned model, and `test_logits.npy` where a seed's result may read it (a ticket,
+  a BAGGING or dense unregularised fine-tune; the task has a test split): a round that only leads to a mask
+  skips the test split (added if a later sweep needs it, by a retraining that reproduces the dev logits);
 - `pruned-<count>.safetensors`: the mask pruned from this fine-tune's weights to <count> removed weights
   (added by the IMP round that needs it; one fine-tune can serve several prune targets);
 - `head.safetensors`: the trained task head (what `--no-rewind-head` starts the next round from).
@@ -57,6 +59,7 @@ class FineTuneRecord:
 
 
 FINE_TUNE_JSON = "finetune.json"
+TEST_LOGITS = "test_logits.npy"  # stored where a seed's result may read it (its last fine-tune), not every round
 HEAD_FILE = "head.safetensors"  # the trained task head (float32; what --no-rewind-head carries to the next round)
 
 

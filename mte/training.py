@@ -126,10 +126,13 @@ def fine_tune(
     on_step: StepCallback | None = None,
     device: torch.device | None = None,
     lane_dropout: bool | None = None,
+    epoch_eval: bool = False,
 ) -> FineTuneResult:
     """Fine-tune `net` in place from its current weights; dev (and test) logits are the final model's.
 
-    `lane_dropout` (default: on CPU) swaps the model's dropout for `mte.dropout`'s, in place.
+    Dev is evaluated once, after the last epoch, unless `epoch_eval` asks for it after every epoch (per-epoch
+    curves); every epoch records its train loss. `lane_dropout` (default: on CPU) swaps the model's dropout for
+    `mte.dropout`'s, in place.
     """
     assert hp.lr is not None, "resolve the learning rate first"
     device = device or default_device()
@@ -163,12 +166,16 @@ def fine_tune(
                 on_step(step, total)
         loss_sum = losses[epoch * steps_per_epoch:step].sum()
         check_finite(net, float(loss_sum), epoch, hp)
+        record = {"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch}
+        if not (epoch_eval or epoch == hp.epochs - 1):
+            result.epochs.append(record)
+            continue
         result.dev_logits = predict(net, dev, pad_id, device, hp.precision)
         if not np.isfinite(result.dev_logits).all():
             raise Diverged(f"the fine-tune diverged: its dev logits have inf or NaN values after epoch {epoch + 1} "
                            f"(lr {hp.lr:g}); nothing was stored")
         metrics = task_metrics(task, result.dev_logits, dev.labels.numpy())
-        result.epochs.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch, **metrics})
+        result.epochs.append(record | metrics)
     result.test_logits = predict(net, test, pad_id, device, hp.precision) if test is not None else None
     windows = losses.cpu().split(LOSS_WINDOW)
     result.loss_trace = [float(w.mean()) for w in windows]

@@ -43,6 +43,8 @@ class SweepOptions:
     ray: RayOptions = group(RayOptions)
     system_metrics: bool = hp(False, "Sample each trial's CPU, memory (and GPU) use into its MLflow run while it "
                                       "trains (MLflow's system metrics).")
+    epoch_curves: bool = hp(False, "Evaluate dev after every epoch of each fine-tune (per-epoch curves in MLflow), "
+                                    "not only after the last; the train loss is recorded every epoch either way.")
     report: bool = hp(True, "Write the report (mte.analysis) from the recorded runs when every trial finished.")
     report_dir: Path = hp(REPORT_DIR, "Reports go to <dir>/<sweep hash>/.")
 

@@ -146,7 +146,8 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
               "store_run": store_run(MlflowClient(uri)) if remote else None,
               "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
               "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,
-              "test_crash": os.environ.get(TEST_CRASH_ENV), "system_metrics": o.system_metrics}
+              "test_crash": os.environ.get(TEST_CRASH_ENV), "system_metrics": o.system_metrics,
+              "epoch_curves": o.epoch_curves}
     view = SweepView(plan.units, done, trials, plan.base.method.rounds, console,
                      f"{plan.base.data.task} sweep {plan.sweep_hash[:8]}")
     tuner = tune.Tuner(

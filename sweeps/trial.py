@@ -59,7 +59,8 @@ def run_trial(config: dict[str, Any]) -> None:
         seed_spec = dataclasses.replace(spec, seed=seed)
         with _system_metrics(client, sweep, unit_hash, seed_spec, start_ms) as open_run:
             result = run_seed(seed_spec, store, sweep["data_dir"], prior_masks=priors if method == CHAIN_METHOD else (),
-                              on_step=crash.on_step, on_fine_tune=fine_tune_started)
+                              on_step=crash.on_step, on_fine_tune=fine_tune_started,
+                              epoch_curves=sweep.get("epoch_curves", False))
         run_id = log_seed_result(client, sweep["experiment_id"], sweep["parent_run_id"],
                                  sweep_hash=sweep["sweep_hash"], unit_hash=unit_hash, result=result,
                                  folder=store.path("runs", result.key), start_ms=start_ms,

@@ -45,6 +45,19 @@ def test_masks_follow_the_seed_and_gradients_use_the_same_mask():
     assert torch.equal(x.grad, a)
 
 
+def test_backward_keeps_a_bool_mask_and_matches_the_float_multiplier_bit_for_bit():
+    x = torch.randn(4, 12, 40, 40, requires_grad=True)
+    g = torch.randn(4, 12, 40, 40)
+    torch.manual_seed(3)
+    out = dropout.lane_dropout(x, 0.1)
+    torch.manual_seed(3)
+    ref = x * dropout.keep_scale(x.shape, 0.1, x.dtype)
+    assert torch.equal(out, ref) and torch.equal(out.signbit(), ref.signbit())  # signed zeros too
+    assert [t.dtype for t in out.grad_fn.saved_tensors] == [torch.bool]  # not the float multiplier
+    assert ref.grad_fn._saved_other.dtype == torch.float32
+    assert torch.equal(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+
+
 @pytest.fixture(scope="module")
 def models():
     task = get_task("mrpc")

@@ -99,6 +99,35 @@ def test_a_stored_fine_tune_asked_for_another_prune_target_keeps_its_logits_and_
     assert not (store.root / ".quarantine").exists()
 
 
+def test_test_logits_only_where_a_result_reads_them_and_added_when_a_later_plan_does(store, glue_dir, base_lt,
+                                                                                      random_lt):
+    """Rounds that only lead to a mask skip the test split; the ticket and the dense unregularised round keep it.
+    A later plan whose last fine-tune is such a round retrains it, and the test logits join the same folder."""
+    has_test = [store.path("finetunes", r.key).joinpath("test_logits.npy").exists() for r in base_lt.rounds]
+    assert has_test == [True, False, False, True]  # round 1 is BASELINE's fine-tune; the ticket is read
+    has_test = [store.path("finetunes", r.key).joinpath("test_logits.npy").exists() for r in random_lt.rounds]
+    assert has_test == [False, False, False, True]
+    folder = store.path("finetunes", base_lt.rounds[1].key)  # trained under the 10% mask, then pruned to 20%
+    dev = np.load(folder / "dev_logits.npy")
+    ticket_at_10 = run_seed(spec("base-lt", rounds=1, sparsity=0.1), store, glue_dir)
+    assert ticket_at_10.rounds[-1].key == base_lt.rounds[1].key and ticket_at_10.test_logits is not None
+    np.testing.assert_array_equal(np.load(folder / "test_logits.npy"), ticket_at_10.test_logits)
+    np.testing.assert_array_equal(np.load(folder / "dev_logits.npy"), dev)
+    assert not (store.root / ".quarantine").exists()
+
+
+def test_a_seed_run_without_the_test_split_gains_it_when_a_later_call_wants_it(tmp_path, glue_dir):
+    st = Store(tmp_path / "store")
+    quick = run_seed(spec("bagging"), st, glue_dir, test=False)  # what `mte run` does by default
+    assert quick.test_logits is None and not st.path("runs", quick.key).joinpath("test_logits.npy").exists()
+    full = run_seed(spec("bagging"), st, glue_dir)
+    assert full.key == quick.key and full.test_logits is not None and full.test_logits.shape == (24, 2)
+    np.testing.assert_array_equal(full.dev_logits, quick.dev_logits)
+    again = run_seed(spec("bagging"), st, glue_dir)
+    assert again.loaded and np.array_equal(again.test_logits, full.test_logits)
+    assert not (st.root / ".quarantine").exists()
+
+
 def test_a_stored_fine_tune_that_does_not_reproduce_is_replaced_whole_and_kept_aside(tmp_path, glue_dir):
     """Logits from one training are never paired with a mask from another: if retraining (for a missing mask)
     gives other logits, the whole folder is replaced and the old one quarantined."""

@@ -18,8 +18,8 @@ TINY = dict(train_limit=24, eval_limit=16, max_length=48)
 
 @pytest.fixture(scope="module")
 def ws(generated_glue):
-    spec = RunSpec(DataHparams(**TINY), ModelHparams(), TrainHparams(epochs=2, batch_size=8), MethodHparams(),
-                   seed=0).resolved()
+    spec = RunSpec(DataHparams(**TINY), ModelHparams(), TrainHparams(epochs=2, batch_size=8),
+                   MethodHparams("base-lt"), seed=0).resolved()  # an IMP method: its workspace can rewind
     return spec, open_workspace(spec, generated_glue)
 
 
@@ -128,6 +128,29 @@ def test_same_seed_same_logits_different_seed_different(ws):
     c = run(spec, w, seed=1).dev_logits
     assert np.array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_dev_is_evaluated_once_unless_epoch_curves_are_asked_for(ws):
+    spec, w = ws
+    w.initial.rewind(w.net)
+    d = w.data
+    once = fine_tune(w.net, d.task, d.train, d.dev, None, spec.train, 0, d.pad_id)
+    w.initial.rewind(w.net)
+    curves = fine_tune(w.net, d.task, d.train, d.dev, None, spec.train, 0, d.pad_id, epoch_eval=True)
+    assert [set(e) for e in once.epochs] == [{"epoch", "train_loss"}, {"epoch", "train_loss", "accuracy", "f1"}]
+    assert all({"accuracy", "f1"} <= set(e) for e in curves.epochs)
+    assert np.array_equal(once.dev_logits, curves.dev_logits)  # the same training, evaluated less often
+    assert [e["train_loss"] for e in once.epochs] == [e["train_loss"] for e in curves.epochs]
+
+
+def test_a_one_fine_tune_method_keeps_no_copy_of_the_initial_weights(generated_glue):
+    spec = RunSpec(DataHparams(**TINY), ModelHparams(), TrainHparams(epochs=1, batch_size=8), MethodHparams(),
+                   seed=0).resolved()
+    w = open_workspace(spec, generated_glue)
+    assert w.initial is None
+    w.rewind()  # the first fine-tune starts from the model as loaded
+    with pytest.raises(RuntimeError, match="no initial weights"):
+        w.rewind()
 
 
 def test_heads_differ_by_seed():

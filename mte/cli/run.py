@@ -32,6 +32,11 @@ def run(
     prior_mask: list[Path] | None = typer.Option(
         None, "--prior-mask", help="active-lt: final mask file of an earlier seed (repeatable). Without it, "
                                    "seeds 0..seed-1 of active-lt are run (or loaded) first."),
+    epoch_curves: bool = typer.Option(False, "--epoch-curves", help="Evaluate dev after every epoch, not only the "
+                                      "last (per-epoch metrics in the rounds table's records)."),
+    test: bool = typer.Option(False, "--test/--no-test", help="Also evaluate the test split (a sweep does where its "
+                              "report reads it; a seed stored without it gains it then, by replaying its last "
+                              "fine-tune)."),
 ) -> None:
     """Run (or load) one seed of one method: IMP + ticket fine-tune, or a dense fine-tune."""
     from mte.lottery import active_chain, run_seed
@@ -49,10 +54,12 @@ def run(
             console.print(f"active-lt seed {seed} needs the final masks of seeds {chain[0]}..{seed - 1}: "
                           "running (or loading) them first")
             result = active_chain(spec, st, chain, paths.data_dir, on_seed=bar.set_seed,
-                                  on_step=bar.step, on_fine_tune=bar.start)[-1]
+                                  on_step=bar.step, on_fine_tune=bar.start, test=test,
+                                  epoch_curves=epoch_curves)[-1]
         else:
             priors = [Mask.load(p) for p in prior_mask or []]
-            result = run_seed(spec, st, paths.data_dir, priors, on_step=bar.step, on_fine_tune=bar.start)
+            result = run_seed(spec, st, paths.data_dir, priors, on_step=bar.step, on_fine_tune=bar.start, test=test,
+                              epoch_curves=epoch_curves)
     _print_result(result, st)
 
 
