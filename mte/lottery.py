@@ -152,12 +152,9 @@ def seed_rounds(
     key = spec.key({"data": fingerprint, "priors": priors} if priors else {"data": fingerprint})
     with store.lock("runs", key):
         found = store.load("runs", key, SeedResult.load)
-        if found is not None and test and found.test_logits is None and "test" in found.data_sizes:
-            found = None  # stored without its test logits (`mte run --no-test`): replay the plan to add them
-            added_test = True
-        else:
-            added_test = False
-        if found is not None:
+        # Stored without its test logits (`mte run` without --test): replay the plan, which adds them.
+        lacks_test = found is not None and test and found.test_logits is None and "test" in found.data_sizes
+        if found is not None and not lacks_test:
             stored = list(_stored_rounds(store, found, start))
         else:
             stored = None
@@ -188,8 +185,8 @@ def seed_rounds(
                                 dev_labels=ws.data.dev.labels.numpy(), test_logits=logits.get("test"),
                                 rounds=rounds, data_fingerprint=fingerprint, prior_masks=priors,
                                 data_sizes=ws.data.sizes)
-            if added_test:
-                _add_test_logits(store, key, result)
+            if lacks_test:
+                _add_test_logits(store, found, result)
             else:
                 store.write("runs", key, result.save)
             result.elapsed_s = time.perf_counter() - start
@@ -201,14 +198,13 @@ def seed_rounds(
         yield dataclasses.replace(event, result=result)
 
 
-def _add_test_logits(store: Store, key: str, result: SeedResult) -> None:
-    """A stored seed result gains the test logits of its replayed plan (replaced whole if the replay's dev logits
-    differ: logits of two trainings are never paired)."""
-    stored = store.load("runs", key, SeedResult.load)
-    if stored is not None and np.array_equal(stored.dev_logits, result.dev_logits) and result.test_logits is not None:
-        store.add_file("runs", key, TEST_LOGITS, lambda path: save_array(path, result.test_logits))
+def _add_test_logits(store: Store, stored: SeedResult, result: SeedResult) -> None:
+    """The stored seed result gains the test logits of its replayed plan (replaced whole if the replay's dev logits
+    differ: logits of two trainings are never paired). Call under the result's lock."""
+    if np.array_equal(stored.dev_logits, result.dev_logits) and result.test_logits is not None:
+        store.add_file("runs", stored.key, TEST_LOGITS, lambda path: save_array(path, result.test_logits))
     else:
-        store.replace("runs", key, result.save)
+        store.replace("runs", stored.key, result.save)
 
 
 def _stored_rounds(store: Store, result: SeedResult, start: float) -> Iterator[RoundEvent]:

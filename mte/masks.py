@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mte.errors import MteError
+from mte.errors import MteError, first_line
 
 FORMAT = "mte-mask/1"
 
@@ -106,12 +106,8 @@ class Mask(Mapping[str, torch.Tensor]):
         except MteError:
             raise
         except Exception as e:  # safetensors raises its own error type for a file that is not safetensors
-            raise MteError(f"cannot read mask {path}: {_first_line(e)}") from None
+            raise MteError(f"cannot read mask {path}: {first_line(e)}") from None
         return cls(arrays, meta.get("model", ""))
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def iou(a: Mask, b: Mask) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mte.errors import MteError
+from mte.errors import MteError, first_line
 from mte.hparams import ModelHparams
 from mte.tasks import TaskSpec
 
@@ -73,7 +73,7 @@ def load_tokenizer(model: ModelHparams):
         with _quiet_transformers():
             return AutoTokenizer.from_pretrained(path)
     except Exception as e:  # transformers and the hub client raise many types; the user needs one line
-        raise MteError(f"cannot load the tokenizer of model {model.model!r}: {_first_line(e)}") from None
+        raise MteError(f"cannot load the tokenizer of model {model.model!r}: {first_line(e)}") from None
 
 
 def check_model(model: ModelHparams) -> None:
@@ -85,7 +85,7 @@ def check_model(model: ModelHparams) -> None:
         with _quiet_transformers():
             AutoConfig.from_pretrained(path)
     except Exception as e:  # as above
-        raise MteError(f"cannot load model {model.model!r}: {_first_line(e)}") from None
+        raise MteError(f"cannot load model {model.model!r}: {first_line(e)}") from None
     load_tokenizer(model)
 
 
@@ -109,12 +109,8 @@ def load_model(model: ModelHparams, task: TaskSpec, seed: int) -> nn.Module:
             except (ValueError, ImportError):  # model without SDPA support
                 net = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     except Exception as e:  # as above
-        raise MteError(f"cannot load model {model.model!r}: {_first_line(e)}") from None
+        raise MteError(f"cannot load model {model.model!r}: {first_line(e)}") from None
     return net
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def prunable_parameters(net: nn.Module) -> dict[str, nn.Parameter]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from mte.errors import MteError
+from mte.errors import MteError, first_line
 
 QUARANTINE = ".quarantine"  # entries moved aside (replaced or damaged), never deleted
 MANIFEST = "MANIFEST.json"  # {"files": {name: sha256}}: written last, so its presence means complete
@@ -136,7 +136,7 @@ class Store:
         try:
             value = loader(folder)
         except (OSError, ValueError, KeyError, TypeError, EOFError, MteError) as e:
-            self.quarantine(kind, key, f"does not load ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            self.quarantine(kind, key, f"does not load ({first_line(e)})")
             return None
         if not (folder / MANIFEST).exists():
             write_manifest(folder)

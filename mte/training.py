@@ -212,7 +212,7 @@ def predict(net: nn.Module, split: TokenizedSplit, pad_id: int, device: torch.de
     """Logits (n, k) in the split's original order, float32."""
     net.eval()
     out = torch.empty((len(split), net.config.num_labels), dtype=torch.float32)
-    for index in eval_batches(split.lengths, EVAL_BATCH_SIZE.get(device.type, 128)):
+    for index in eval_batches(split.lengths, EVAL_BATCH_SIZE.get(device.type, EVAL_BATCH_SIZE["cpu"])):
         batch = to_device(split.batch(index, pad_id), device)
         with autocast(device, precision):
             out[index] = net(**batch).logits.float().cpu()

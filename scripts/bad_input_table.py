@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,27 +17,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import write_mrpc  # noqa: E402
+from conftest import write_bad_inputs, write_mrpc  # noqa: E402
+from servers import free_port  # noqa: E402
 
 TINY = ["--train-limit", "16", "--eval-limit", "8", "--epochs", "1", "--max-length", "32", "--batch-size", "16"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def world(root: Path) -> tuple[Path, dict[str, list[str]]]:
     glue = write_mrpc(root / "glue")
-    (root / "not-a-model").mkdir()
-    (root / "not-a-model" / "README.md").write_text("hello")
-    (root / "not-a-mask.safetensors").write_text("{}")
-    (root / "a-file").write_text("x")
-    broken = write_mrpc(root / "broken")
-    lines = (broken / "MRPC" / "train.tsv").read_text().splitlines()
-    lines[0] = lines[0].replace("Quality", "Label")
-    (broken / "MRPC" / "train.tsv").write_text("\n".join(lines) + "\n")
+    write_bad_inputs(root)
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{root / 'edited.db'}")

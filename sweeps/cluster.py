@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from mte.errors import MteError
+from mte.errors import MteError, first_line
 from mte.fields import hp
 
 LOOPBACK = "127.0.0.1"
@@ -119,7 +119,7 @@ def connect(ray_options: RayOptions) -> Cluster:
                                _node_ip_address=LOOPBACK, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise MteError(f"cannot start or join {where}: {str(e).strip().splitlines()[0]}") from None
+        raise MteError(f"cannot start or join {where}: {first_line(e)}") from None
     url = ctx.dashboard_url
     return Cluster(True, f"http://{url}" if url else None)
 

@@ -26,7 +26,7 @@ from mte.errors import MteError
 from sweeps.cluster import check_nodes
 from sweeps.options import SweepOptions
 from sweeps.plan import SweepPlan, Unit
-from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store
+from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store_path
 
 console = Console(stderr=True)
 
@@ -142,7 +142,7 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
     from tracking.remote import store_run
 
     remote = uri.startswith(("http://", "https://"))  # a tracking server holds the shared result store
-    shared = {"spec": plan.base.to_dict(), "store": trial_store(o.paths, o.ray), "tracking_uri": uri,
+    shared = {"spec": plan.base.to_dict(), "store": trial_store_path(o.paths, o.ray), "tracking_uri": uri,
               "store_run": store_run(MlflowClient(uri)) if remote else None,
               "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
               "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,

@@ -43,7 +43,7 @@ def storage_path(ray: RayOptions, store: Path) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def trial_store(paths: Paths, ray: RayOptions) -> str | None:
+def trial_store_path(paths: Paths, ray: RayOptions) -> str | None:
     """The store path trials use: the driver's (absolute), or None: each node's own (`mte.paths.node_store`)
     when joining a cluster without an explicit --out."""
     if ray.ray_address and paths.store == Paths().store:

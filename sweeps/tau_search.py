@@ -21,7 +21,7 @@ from rich.console import Console
 from mte.errors import MteError
 from sweeps.cluster import check_nodes
 from sweeps.options import TauOptions
-from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store
+from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store_path
 
 console = Console(stderr=True)
 SEARCH_LIBRARIES = {"optuna": "optuna", "hyperopt": "hyperopt"}  # search → the package it needs
@@ -145,7 +145,7 @@ def _tune(o: TauOptions, uri: str, experiment_id: str, parent: str, data_dir: Pa
     from tracking.remote import store_run
 
     remote = uri.startswith(("http://", "https://"))  # a tracking server holds the shared result store
-    shared = {"spec": o.spec.to_dict(), "store": trial_store(o.paths, o.ray), "tracking_uri": uri,
+    shared = {"spec": o.spec.to_dict(), "store": trial_store_path(o.paths, o.ray), "tracking_uri": uri,
               "store_run": store_run(MlflowClient(uri)) if remote else None, "experiment_id": experiment_id,
               "parent_run_id": parent, "data_dir": str(data_dir) if data_dir else None,
               "seeds": o.seeds_per_sample, "objective": o.objective, "tune_on": o.tune_on,

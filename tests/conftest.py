@@ -45,6 +45,20 @@ def write_mrpc(folder: Path, n_train: int = 96, n_dev: int = 40, n_test: int = 2
     return folder
 
 
+def write_bad_inputs(root: Path) -> Path:
+    """Files bad-input cases point at, under `root`: `not-a-model/` (a folder without config.json),
+    `not-a-mask.safetensors`, `a-file` (a plain file), and `broken/MRPC/` whose train.tsv lacks its label column."""
+    (root / "not-a-model").mkdir(parents=True)
+    (root / "not-a-model" / "README.md").write_text("hello")
+    (root / "not-a-mask.safetensors").write_text("{}")
+    (root / "a-file").write_text("x")
+    train = write_mrpc(root / "broken") / "MRPC" / "train.tsv"
+    lines = train.read_text().splitlines()
+    lines[0] = lines[0].replace("Quality", "Label")
+    train.write_text("\n".join(lines) + "\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> Path:
     """Real GLUE folder if the shared data is beside the repo, else a generated MRPC folder."""

@@ -11,15 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_mrpc
+from conftest import write_bad_inputs
+from servers import free_port
 
 TINY = ["--train-limit", "16", "--eval-limit", "8", "--epochs", "1", "--max-length", "32", "--batch-size", "16"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +22,7 @@ def world(tmp_path_factory, generated_glue):
     """Files the cases point at: a folder that is not a model, a file that is not a mask, a TSV missing a column,
     a tracking store whose recorded sweep was edited to write elsewhere."""
     root = tmp_path_factory.mktemp("bad")
-    (root / "not-a-model").mkdir()
-    (root / "not-a-model" / "README.md").write_text("hello")
-    (root / "not-a-mask.safetensors").write_text("{}")
-    (root / "a-file").write_text("x")
-    broken = write_mrpc(root / "broken")
-    lines = (broken / "MRPC" / "train.tsv").read_text().splitlines()
-    lines[0] = lines[0].replace("Quality", "Label")
-    (broken / "MRPC" / "train.tsv").write_text("\n".join(lines) + "\n")
+    write_bad_inputs(root)
     (root / "report-out-file").write_text("x")
     from mlflow import MlflowClient
 

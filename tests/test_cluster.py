@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,34 +21,13 @@ import pandas as pd
 import psutil
 import pytest
 from mlflow import MlflowClient
+from servers import answers, free_port, mlflow_server, wait_for
 
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
 TINY = ["--train-limit", "32", "--eval-limit", "16", "--epochs", "1", "--max-length", "48", "--batch-size", "16",
         "--rounds", "1", "--no-report", "--max-failures", "3"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
 
 
 @dataclass
@@ -99,11 +77,7 @@ def cluster(generated_glue, tmp_path_factory):
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | auth
     mlflow_port, port, dashboard = free_port(), free_port(), free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               f"sqlite:///{work / 'server.db'}", "--artifacts-destination", str(work / "artifacts"),
-                               "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
-                              env=base | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [mlflow_server(work, mlflow_port, base, wait=False)]  # starts while the Ray nodes do
     ray_cli = str(Path(sys.executable).parent / "ray")
     fast_failure = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
                     "RAY_health_check_failure_threshold": "3"}  # a lost node is noticed in seconds

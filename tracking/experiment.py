@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Param, Run
 from mlflow.exceptions import MlflowException
 
-from mte.errors import MteError
+from mte.errors import MteError, first_line
 from tracking.options import TrackingOptions
 from tracking.trial_runs import FINISHED, ROLE, ROLE_SWEEP, SWEEP, retry, search
 from tracking.uri import check_reachable, default_artifact_location, resolve_tracking_uri
@@ -64,7 +64,7 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
         except MlflowException as e:
             exp = client.get_experiment_by_name(name)  # created concurrently by another sweep
             if exp is None:
-                raise MteError(f"cannot create experiment {name!r}: {str(e).splitlines()[0]}") from None
+                raise MteError(f"cannot create experiment {name!r}: {first_line(e)}") from None
     if exp.lifecycle_stage != "active":
         raise MteError(f"experiment {name!r} is deleted; restore it in the MLflow UI or choose another --experiment")
     return exp.experiment_id

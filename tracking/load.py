@@ -19,7 +19,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from mte.errors import MteError
+from mte.errors import MteError, first_line
 from mte.hparams import METHODS
 from mte.results import SeedResult
 from mte.store import MANIFEST, damage
@@ -114,8 +114,7 @@ def load_result(run: Run, folder: Path) -> SeedResult:
     try:
         return SeedResult.load(folder)
     except (OSError, ValueError, KeyError, TypeError, EOFError, MteError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise MteError(f"{name}: its artifacts do not load ({first})") from None
+        raise MteError(f"{name}: its artifacts do not load ({first_line(e)})") from None
 
 
 @contextlib.contextmanager

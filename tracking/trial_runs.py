@@ -91,8 +91,9 @@ def trial_params(spec: RunSpec) -> dict[str, Any]:
 
 
 def result_metrics(result: SeedResult, now_ms: int, prefix: str = "dev_") -> list[Metric]:
-    """Curves across all fine-tunes of the seed, so the IMP rounds read as one line: `dev_<metric>` and
-    `train_loss` per epoch (step = epoch counted across fine-tunes; the last point is the final model) and
+    """Curves across all fine-tunes of the seed, so the IMP rounds read as one line: `train_loss` per epoch and
+    `dev_<metric>` at each epoch that scored dev (the last of each fine-tune; every epoch with `--epoch-curves`)
+    (step = epoch counted across fine-tunes; the last point is the final model) and
     `train_loss_steps` every LOSS_WINDOW optimizer steps (step = optimizer step across fine-tunes). Per fine-tune
     (step = round; the last is the ticket): `round/dev_<metric>`, `round/train_loss`, `round/sparsity`,
     `round/wall_s`. Final: the measured `sparsity`, `compute_s` (every fine-tune's original compute time, reused

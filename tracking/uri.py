@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mte.errors import MteError
+from mte.errors import MteError, first_line
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
@@ -143,8 +143,7 @@ def check_reachable(uri: str):
             client = MlflowClient(uri)  # a new sqlite store creates its tables here
             client.search_experiments(max_results=1)
     except Exception as e:  # MLflow raises many types (HTTP, SQLAlchemy, MlflowException)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise MteError(f"cannot use tracking URI {uri}: {first}") from None
+        raise MteError(f"cannot use tracking URI {uri}: {first_line(e)}") from None
     finally:
         db_log.setLevel(level)
     return client
