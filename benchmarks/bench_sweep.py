@@ -4,6 +4,10 @@ Goal: overhead ≤ 5%. Also compares trial layouts on this machine: 2 trials × 
 
     python benchmarks/bench_sweep.py                          # the quick sweep, layouts 2x1 and 1x2
     python benchmarks/bench_sweep.py --layouts 2x1 --methods baseline,bagging
+    python benchmarks/bench_sweep.py --timeline                 # also each trial run's start and end
+
+It also prints the tightest packing of the trials' own durations on the slots (exact for 1–2 slots): the idle
+time even a scheduler without start-up or gaps would leave, because whole trials do not divide evenly.
 
 Each layout runs `mte sweep --preset quick --no-report` in a fresh folder (fresh store and MLflow database), so every
 fine-tune is trained once; its compute is the `wall_s` its store record holds (training and evaluation).
@@ -47,9 +51,29 @@ def run_layout(data_dir: Path, trials: int, threads: int, extra: list[str]) -> d
         first = min(r.info.start_time for r in runs) / 1000
         last = max(r.info.end_time for r in runs) / 1000
         durations = [(r.info.end_time - r.info.start_time) / 1000 for r in runs]
+        chain = [r for r in runs if r.data.tags.get("method") == "active-lt"]  # one trial runs its seeds in turn
+        jobs = [(r.info.end_time - r.info.start_time) / 1000 for r in runs if r not in chain]
+        jobs += [(max(r.info.end_time for r in chain) - min(r.info.start_time for r in chain)) / 1000] if chain else []
         return {"wall": wall, "compute": compute, "slots": trials, "trials": len(runs), "startup": first - began,
+                "packed": best_makespan(jobs, trials), "jobs": sum(jobs),
                 "tail": ended - last, "in_trials": sum(durations),
-                "outside_call": [d - r.data.metrics["elapsed_s"] for d, r in zip(durations, runs, strict=True)]}
+                "outside_call": [d - r.data.metrics["elapsed_s"] for d, r in zip(durations, runs, strict=True)],
+                "timeline": sorted((r.info.start_time / 1000 - began, r.info.end_time / 1000 - began, r.info.run_name,
+                                    r.data.metrics["elapsed_s"]) for r in runs)}
+
+
+def best_makespan(jobs: list[float], slots: int) -> float:
+    """The shortest wall in which `slots` slots can run these trials (each on one slot, none split), with no
+    start-up or gaps: exact for 1 or 2 slots (subset sums in 0.1 s steps), a lower bound for more."""
+    if slots == 1:
+        return sum(jobs)
+    if slots > 2:
+        return max(sum(jobs) / slots, max(jobs))
+    units = [round(j * 10) for j in jobs]
+    total, sums = sum(units), {0}
+    for u in units:
+        sums |= {x + u for x in sums}
+    return min(max(x, total - x) for x in sums) / 10
 
 
 def main() -> None:
@@ -59,6 +83,7 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--layouts", default="2x1,1x2", help="TRIALSxTHREADS, comma-separated (2 cores here)")
     p.add_argument("--methods", default=None, help="override the preset's methods (comma list)")
+    p.add_argument("--timeline", action="store_true", help="print each trial run's start and end")
     a = p.parse_args()
     extra = ["--methods", a.methods] if a.methods else []
     print(machine_line())
@@ -76,6 +101,15 @@ def main() -> None:
               f"fine-tuning ({per_trial:.1f} s a trial: model, data, store, MLflow logging); slots idle "
               f"{idle:.1f} slot-s (start-up, tail, waiting for ACTIVE-LT's chain, uneven trials); outside the "
               f"seed's call, median {statistics.median(f['outside_call']):.2f} s a trial", flush=True)
+        floor = f["packed"] * f["slots"] - f["jobs"]
+        print(f"  the trials' own durations packed as tightly as possible on {f['slots']} slot(s): "
+              f"{f['packed']:.1f} s; "
+              f"slot-s even that leaves idle (trials do not divide evenly over the slots) {floor:.1f} = "
+              f"{floor / (f['wall'] * f['slots']):.1%} of wall × slots; the rest of the overhead, "
+              f"{1 - busy - floor / (f['wall'] * f['slots']):.1%}, is start-up, tail, per-trial costs and order",
+              flush=True)
+        for began, ended, name, elapsed in f["timeline"] if a.timeline else ():
+            print(f"    {name:<14} {began:6.1f} → {ended:6.1f} s  (seed's call {elapsed:5.1f} s)")
 
 if __name__ == "__main__":
     main()

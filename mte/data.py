@@ -12,12 +12,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from mte.errors import MteError
-from mte.hparams import DataHparams
+from mte.hparams import DataHparams, digest
 from mte.paths import DATA_DIR_ENV
 from mte.tasks import TaskSpec
 
@@ -181,14 +182,63 @@ class TaskData:
 def load_task_data(task: TaskSpec, data_dir: Path | None, hp: DataHparams, tokenizer) -> TaskData:
     """The splits, tokenised. With a holdout (tuning τ), held-out train examples stand in for dev and test is
     dropped: dev and test stay unseen."""
+    return task_data(task, tokenize_splits(task, data_dir, hp, tokenizer), hp)
+
+
+@dataclass
+class TokenizedSplits:
+    """train, dev and test (None where the data has no test split) as the tokenizer made them, before any
+    holdout: what the tokenised-data cache holds (`save`/`load`, one safetensors file)."""
+
+    splits: dict[str, TokenizedSplit | None]
+    pad_id: int
+
+    FILE: ClassVar[str] = "tokens.safetensors"
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {f"{name}.{field}": value for name, split in self.splits.items() if split is not None
+                   for field, value in split.tensors().items()}
+        save_file(tensors, str(folder / self.FILE), metadata={"pad_id": str(self.pad_id)})
+
+    @classmethod
+    def load(cls, folder: Path) -> TokenizedSplits:
+        from safetensors import safe_open
+
+        with safe_open(str(folder / cls.FILE), framework="pt") as f:
+            pad_id = int(f.metadata()["pad_id"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+        splits = {name: TokenizedSplit.from_tensors({k.split(".", 1)[1]: v for k, v in tensors.items()
+                                                     if k.split(".", 1)[0] == name}) if f"{name}.lengths" in tensors
+                  else None for name in ("train", "dev", "test")}
+        return cls(splits, pad_id)
+
+
+def tokenize_splits(task: TaskSpec, data_dir: Path | None, hp: DataHparams, tokenizer) -> TokenizedSplits:
     raw = load_splits(task, data_dir, hp)
-    train, dev, test = (None if raw[s] is None else tokenize(raw[s], tokenizer, hp.max_length)
-                        for s in ("train", "dev", "test"))
+    splits = {s: None if raw[s] is None else tokenize(raw[s], tokenizer, hp.max_length) for s in raw}
+    return TokenizedSplits(splits, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+
+
+def task_data(task: TaskSpec, tokens: TokenizedSplits, hp: DataHparams) -> TaskData:
+    """The splits a seed uses (the train holdout as dev, and no test, when `hp.holdout` is set)."""
+    train, dev, test = (tokens.splits[s] for s in ("train", "dev", "test"))
     if hp.holdout > 0:
         keep, held = holdout_split(len(train), hp.holdout)
         train, dev, test = train.subset(keep), train.subset(held), None
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return TaskData(task, train, dev, test, pad)
+    return TaskData(task, train, dev, test, tokens.pad_id)
+
+
+def tokens_key(task: TaskSpec, fingerprint: str, hp: DataHparams, tokenizer) -> str:
+    """Names a tokenisation in the cache: the data, the limits and max length applied, and what the tokenizer
+    does (its serialised state: vocabulary, normalisation, special tokens), not the model it came with."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    state = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    payload = {"task": task.name, "data": fingerprint, "max_length": hp.max_length, "train_limit": hp.train_limit,
+               "eval_limit": hp.eval_limit, "tokenizer": type(tokenizer).__name__,
+               "tokenizer_state": hashlib.sha256(state.encode()).hexdigest(), "pad_id": tokenizer.pad_token_id}
+    return digest(payload)
 
 
 def eval_labels(task: TaskSpec, data_dir: Path | None, hp: DataHparams) -> np.ndarray:
@@ -231,6 +281,15 @@ class TokenizedSplit:
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        fields = {"input_ids": self.input_ids, "token_type_ids": self.token_type_ids, "lengths": self.lengths,
+                  "labels": self.labels}
+        return {k: v for k, v in fields.items() if v is not None}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> TokenizedSplit:
+        return cls(t["input_ids"], t.get("token_type_ids"), t["lengths"], t.get("labels"))
 
     def subset(self, index: np.ndarray) -> TokenizedSplit:
         idx = torch.as_tensor(index, dtype=torch.long)

@@ -58,9 +58,21 @@ def check_inputs(spec: RunSpec, data_dir: str | Path | None) -> dict[str, int]:
     return sizes
 
 
-def load_data(spec: RunSpec, data_dir: Path | None) -> data_mod.TaskData:
-    """The seed's tokenised splits (the train holdout as dev when `spec.data.holdout` is set)."""
-    return data_mod.load_task_data(spec.task, data_dir, spec.data, load_tokenizer(spec.model))
+def load_data(spec: RunSpec, data_dir: Path | None, store: Store | None = None) -> data_mod.TaskData:
+    """The seed's tokenised splits (the train holdout as dev when `spec.data.holdout` is set). With a store, the
+    tokenisation is cached in it (`data/<key>`), so the trials of a sweep tokenise each dataset once; the cache
+    stays on this node (no upload: tokenising is cheaper than a transfer)."""
+    tokenizer = load_tokenizer(spec.model)
+    if store is None:
+        return data_mod.load_task_data(spec.task, data_dir, spec.data, tokenizer)
+    key = data_mod.tokens_key(spec.task, data_mod.data_fingerprint(spec.task, data_dir), spec.data, tokenizer)
+    local = Store(store.root)
+    with local.lock("data", key):
+        tokens = local.load("data", key, data_mod.TokenizedSplits.load)
+        if tokens is None:
+            tokens = data_mod.tokenize_splits(spec.task, data_dir, spec.data, tokenizer)
+            local.write("data", key, tokens.save)
+    return data_mod.task_data(spec.task, tokens, spec.data)
 
 
 @dataclass
@@ -83,8 +95,8 @@ class Workspace:
         self.pristine = False
 
 
-def open_workspace(spec: RunSpec, data_dir: Path | None) -> Workspace:
-    data = load_data(spec, data_dir)
+def open_workspace(spec: RunSpec, data_dir: Path | None, store: Store | None = None) -> Workspace:
+    data = load_data(spec, data_dir, store)
     if spec.method.method == "bagging":
         subset = data_mod.bagging_subset(len(data.train), spec.method.bagging_fraction, spec.seed)
         data = dataclasses.replace(data, train=data.train.subset(subset))
@@ -158,7 +170,7 @@ def seed_rounds(
             stored = list(_stored_rounds(store, found, start))
         else:
             stored = None
-            ws = open_workspace(spec, data_dir)
+            ws = open_workspace(spec, data_dir, store)
             for m in prior_masks:
                 m.check_compatible(ws.prunable, "active-lt prior mask")
             runner = _SeedRunner(spec, ws, store, {"spec": spec.common_key_payload(), "data": fingerprint}, on_step,

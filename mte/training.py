@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mte import dropout
+from mte import dropout, heap
 from mte.data import TokenizedSplit, eval_batches, train_batches
 from mte.errors import MteError
 from mte.hparams import TrainHparams
@@ -162,6 +162,8 @@ def fine_tune(
             result.lr_trace.append(update.step(linear_decay(step, total)))
             losses[step] = loss.detach()
             step += 1
+            if device.type == "cpu":
+                heap.trim(step)
             if on_step is not None:
                 on_step(step, total)
         loss_sum = losses[epoch * steps_per_epoch:step].sum()

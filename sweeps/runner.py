@@ -26,7 +26,15 @@ from mte.errors import MteError
 from sweeps.cluster import check_nodes
 from sweeps.options import SweepOptions
 from sweeps.plan import SweepPlan, Unit
-from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store_path
+from sweeps.session import (
+    preflight,
+    quiet_fit,
+    ray_cluster,
+    run_config,
+    storage_path,
+    trial_store_path,
+    while_ray_starts,
+)
 
 console = Console(stderr=True)
 
@@ -55,21 +63,33 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
     o = o.validate()
     preflight(o.ray, o.tracking.tracking_uri)
     plan = SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
-    client, _ = connect(o.tracking)
-    tau_source: dict[str, Any] = {"kind": "given", "tau": plan.base.method.tau}
-    if o.tau_from_tuning:  # before the experiment exists: a missing tuning leaves nothing behind
-        found = tuned_tau(client, o.tau_from_tuning, plan.base.model.model, plan.methods)
-        plan = plan.with_taus({t.method: t.tau for t in found})
-        tau_source = {"kind": "tuning", "task": found[0].task, "taus": {t.method: t.tau for t in found},
-                      "run_id": ",".join(t.run_id for t in found), "tune_on": ",".join({t.tune_on for t in found})}
-        for t in found:
-            console.print(f"--tau-from-tuning {o.tau_from_tuning}: {t.method}: {t.description}", highlight=False)
-    exp = open_experiment(o.tracking, client)
-    with sweep_lock(o.paths.store, plan.sweep_hash):  # one driver per sweep at a time (this store)
-        previous = find_parent(exp.client, exp.experiment_id, plan.sweep_hash)
+
+    def open_tracking() -> tuple[SweepPlan, Any, dict[str, Any], dict[str, str]]:
+        """The plan with its τ, the experiment, where τ came from, and what the sweep has recorded."""
+        client, _ = connect(o.tracking)
+        tuned, tau_source = plan, {"kind": "given", "tau": plan.base.method.tau}
+        if o.tau_from_tuning:  # before the experiment exists: a missing tuning leaves nothing behind
+            found = tuned_tau(client, o.tau_from_tuning, plan.base.model.model, plan.methods)
+            tuned = plan.with_taus({t.method: t.tau for t in found})
+            tau_source = {"kind": "tuning", "task": found[0].task, "taus": {t.method: t.tau for t in found},
+                          "run_id": ",".join(t.run_id for t in found),
+                          "tune_on": ",".join({t.tune_on for t in found})}
+            for t in found:
+                console.print(f"--tau-from-tuning {o.tau_from_tuning}: {t.method}: {t.description}",
+                              highlight=False)
+        exp = open_experiment(o.tracking, client)
+        previous = find_parent(exp.client, exp.experiment_id, tuned.sweep_hash)
         finished = finished_hashes(exp.client, exp.experiment_id, previous.info.run_id) if previous else {}
+        return tuned, exp, tau_source, finished
+
+    # One driver per sweep (these options, this store) at a time: taken before a local Ray starts, which it does
+    # while MLflow is opened and read.
+    with sweep_lock(o.paths.store, plan.sweep_hash):
+        (plan, exp, tau_source, finished), started = while_ray_starts(o.ray, open_tracking)
         trials = plan.trials(set(finished))
-        with ray_cluster(o.ray) if trials else contextlib.nullcontext():
+        if started is not None and not trials:
+            started.shutdown()  # everything is recorded already
+        with ray_cluster(o.ray, started) if trials else contextlib.nullcontext():
             if trials and o.ray.ray_address:
                 nodes = check_nodes(plan.data_dir, plan.base.task.name, plan.fingerprint)
                 console.print(f"cluster {o.ray.ray_address}: {nodes} node(s) read the same data", highlight=False)
@@ -87,8 +107,8 @@ def sweep_lock(store: Path, sweep_hash: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            raise MteError(f"sweep {sweep_hash} is already running from this store (driver pid "
-                           f"{f.read().strip() or '?'}); wait for it to finish, or stop it") from None
+            raise MteError(f"a sweep with these options ({sweep_hash}) is already running from this store (driver "
+                           f"pid {f.read().strip() or '?'}); wait for it to finish, or stop it") from None
         f.truncate(0)
         f.write(str(os.getpid()))
         f.flush()

@@ -117,3 +117,56 @@ def test_holdout_rows_are_never_trained_on_and_do_not_depend_on_the_run_seed(gen
         assert torch.equal(ws.dev.input_ids, full.subset(held).input_ids) and ws.test is None
         trained = {tuple(row.tolist()) for row in ws.train.input_ids}
         assert not any(tuple(row.tolist()) in trained for row in ws.dev.input_ids)  # disjoint by content too
+
+
+def test_tokenised_data_cache_gives_what_tokenising_gives_and_is_keyed_by_what_changes_it(generated_glue, tmp_path):
+    """A store caches each tokenisation once (`data/<key>`): loading it gives the same tensors as tokenising,
+    holdout included; max length, limits and the data files each name another entry; a damaged entry is set
+    aside and tokenised again."""
+    import shutil
+
+    from mte.data import TokenizedSplits
+    from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+    from mte.lottery import load_data
+    from mte.store import Store
+
+    def same(a, b) -> None:
+        for split in ("train", "dev", "test"):
+            x, y = getattr(a, split), getattr(b, split)
+            assert (x is None) == (y is None)
+            if x is not None:
+                assert x.tensors().keys() == y.tensors().keys()
+                for k, v in x.tensors().items():
+                    assert v.dtype == y.tensors()[k].dtype and torch.equal(v, y.tensors()[k]), (split, k)
+        assert a.pad_id == b.pad_id
+
+    store = Store(tmp_path / "store")
+    entries = lambda: sorted(p.name for p in (store.root / "data").iterdir())  # noqa: E731
+    for data in (DataHparams(train_limit=80), DataHparams(holdout=0.25), DataHparams(train_limit=80, holdout=0.25)):
+        spec = RunSpec(data, ModelHparams(), TrainHparams(), MethodHparams(), 0).resolved()
+        fresh = load_data(spec, generated_glue)
+        same(load_data(spec, generated_glue, store), fresh)  # tokenised and cached
+        same(load_data(spec, generated_glue, store), fresh)  # loaded from the cache
+    assert len(entries()) == 2  # a holdout is cut from the cached splits: it shares their entry
+    spec = RunSpec(DataHparams(train_limit=80, max_length=16), ModelHparams(), TrainHparams(), MethodHparams(),
+                   0).resolved()
+    short = load_data(spec, generated_glue, store)
+    assert short.train.input_ids.shape[1] == 16 and len(entries()) == 3
+
+    other = tmp_path / "other-glue"
+    shutil.copytree(generated_glue, other)
+    tsv = other / "MRPC" / "train.tsv"
+    lines = tsv.read_text().splitlines()
+    tsv.write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # one training pair fewer
+    changed = load_data(spec, other, store)
+    assert len(entries()) == 4 and not torch.equal(changed.train.input_ids, short.train.input_ids)
+
+    for key in entries():
+        cached = store.root / "data" / key / TokenizedSplits.FILE
+        raw = cached.read_bytes()
+        cached.write_bytes(raw[:-8] + bytes(b ^ 0xFF for b in raw[-8:]))  # damaged on disk
+        TokenizedSplits.load(cached.parent)  # still parses: only the manifest's checksum can tell
+    for data in (DataHparams(train_limit=80), DataHparams(holdout=0.25), DataHparams(train_limit=80, max_length=16)):
+        spec = RunSpec(data, ModelHparams(), TrainHparams(), MethodHparams(), 0).resolved()
+        same(load_data(spec, generated_glue, store), load_data(spec, generated_glue))
+    assert len(list((store.root / ".quarantine" / "data").iterdir())) == 3  # the damaged entries were set aside

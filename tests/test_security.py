@@ -33,7 +33,8 @@ def listening(root: psutil.Process) -> set[tuple[str, str, int]]:
 
 
 def test_a_local_sweep_listens_on_loopback_only_with_token_authentication(generated_glue, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+           } | {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}  # (an in-process sweep test may have set a token path)
     cmd = [sys.executable, "-m", "mte", "sweep", "--methods", "baseline,bagging", "--seeds", "2", *TINY,
            "--data-dir", str(generated_glue), "--out", str(tmp_path / "store"), "--no-report",
            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
