@@ -22,6 +22,8 @@ from mte.hparams import DataHparams, digest
 from mte.paths import DATA_DIR_ENV
 from mte.tasks import TaskSpec
 
+SPLITS = ("train", "dev", "test")
+
 
 @dataclass(frozen=True)
 class RawSplit:
@@ -155,7 +157,7 @@ def load_split(task: TaskSpec, data_dir: Path | None, split: str) -> RawSplit | 
 def load_splits(task: TaskSpec, data_dir: Path | None, hp: DataHparams) -> dict[str, RawSplit | None]:
     """train, dev and test with the limits applied (before tokenising: quick runs skip the rest)."""
     splits = {}
-    for split in ("train", "dev", "test"):
+    for split in SPLITS:
         raw = load_split(task, data_dir, split)
         limit = hp.train_limit if split == "train" else hp.eval_limit
         if raw is not None and limit is not None and limit < len(raw):
@@ -206,24 +208,24 @@ class TokenizedSplits:
     def load(cls, folder: Path) -> TokenizedSplits:
         from safetensors import safe_open
 
+        fields: dict[str, dict[str, torch.Tensor]] = {}  # split → its tensors ("train.input_ids", …)
         with safe_open(str(folder / cls.FILE), framework="pt") as f:
             pad_id = int(f.metadata()["pad_id"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
-        splits = {name: TokenizedSplit.from_tensors({k.split(".", 1)[1]: v for k, v in tensors.items()
-                                                     if k.split(".", 1)[0] == name}) if f"{name}.lengths" in tensors
-                  else None for name in ("train", "dev", "test")}
-        return cls(splits, pad_id)
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                split, field = key.split(".", 1)
+                fields.setdefault(split, {})[field] = f.get_tensor(key)
+        return cls({s: TokenizedSplit.from_tensors(fields[s]) if s in fields else None for s in SPLITS}, pad_id)
 
 
 def tokenize_splits(task: TaskSpec, data_dir: Path | None, hp: DataHparams, tokenizer) -> TokenizedSplits:
     raw = load_splits(task, data_dir, hp)
     splits = {s: None if raw[s] is None else tokenize(raw[s], tokenizer, hp.max_length) for s in raw}
-    return TokenizedSplits(splits, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    return TokenizedSplits(splits, pad_id(tokenizer))
 
 
 def task_data(task: TaskSpec, tokens: TokenizedSplits, hp: DataHparams) -> TaskData:
     """The splits a seed uses (the train holdout as dev, and no test, when `hp.holdout` is set)."""
-    train, dev, test = (tokens.splits[s] for s in ("train", "dev", "test"))
+    train, dev, test = (tokens.splits[s] for s in SPLITS)
     if hp.holdout > 0:
         keep, held = holdout_split(len(train), hp.holdout)
         train, dev, test = train.subset(keep), train.subset(held), None
@@ -254,7 +256,7 @@ def data_fingerprint(task: TaskSpec, data_dir: Path | None) -> str:
     if data_dir is None:
         return f"hub:glue/{task.hub_name}"
     h = hashlib.sha256()
-    for split in ("train", "dev", "test"):
+    for split in SPLITS:
         path = split_file(task, data_dir, split)
         if path.exists():
             h.update(_file_sha256(str(path), path.stat().st_mtime_ns, path.stat().st_size).encode())
@@ -307,13 +309,17 @@ class TokenizedSplit:
         return out
 
 
+def pad_id(tokenizer) -> int:
+    """The id padding positions hold (0 for a tokenizer without a pad token)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def tokenize(raw: RawSplit, tokenizer, max_length: int) -> TokenizedSplit:
     enc = tokenizer(*[list(t) for t in raw.texts], truncation=True, max_length=max_length)
     ids = enc["input_ids"]
     n, width = len(ids), max(len(x) for x in ids)
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = np.full((n, width), pad, dtype=np.int64)
+    input_ids = np.full((n, width), pad_id(tokenizer), dtype=np.int64)
     types = np.zeros((n, width), dtype=np.int64) if "token_type_ids" in enc else None
     for i, row in enumerate(ids):
         input_ids[i, : len(row)] = row

@@ -141,7 +141,10 @@ def test_tokenised_data_cache_gives_what_tokenising_gives_and_is_keyed_by_what_c
         assert a.pad_id == b.pad_id
 
     store = Store(tmp_path / "store")
-    entries = lambda: sorted(p.name for p in (store.root / "data").iterdir())  # noqa: E731
+
+    def entries() -> list[str]:
+        return sorted(p.name for p in (store.root / "data").iterdir())
+
     for data in (DataHparams(train_limit=80), DataHparams(holdout=0.25), DataHparams(train_limit=80, holdout=0.25)):
         spec = RunSpec(data, ModelHparams(), TrainHparams(), MethodHparams(), 0).resolved()
         fresh = load_data(spec, generated_glue)
