@@ -181,12 +181,6 @@ class TaskData:
         return {"train": len(self.train), "dev": len(self.dev)} | ({"test": len(self.test)} if self.test else {})
 
 
-def load_task_data(task: TaskSpec, data_dir: Path | None, hp: DataHparams, tokenizer) -> TaskData:
-    """The splits, tokenised. With a holdout (tuning τ), held-out train examples stand in for dev and test is
-    dropped: dev and test stay unseen."""
-    return task_data(task, tokenize_splits(task, data_dir, hp, tokenizer), hp)
-
-
 @dataclass
 class TokenizedSplits:
     """train, dev and test (None where the data has no test split) as the tokenizer made them, before any
@@ -224,7 +218,8 @@ def tokenize_splits(task: TaskSpec, data_dir: Path | None, hp: DataHparams, toke
 
 
 def task_data(task: TaskSpec, tokens: TokenizedSplits, hp: DataHparams) -> TaskData:
-    """The splits a seed uses (the train holdout as dev, and no test, when `hp.holdout` is set)."""
+    """The splits a seed uses. With a holdout (tuning τ), held-out train examples stand in for dev and test is
+    dropped: dev and test stay unseen."""
     train, dev, test = (tokens.splits[s] for s in SPLITS)
     if hp.holdout > 0:
         keep, held = holdout_split(len(train), hp.holdout)

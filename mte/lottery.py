@@ -64,14 +64,15 @@ def load_data(spec: RunSpec, data_dir: Path | None, store: Store | None = None) 
     stays on this node (no upload: tokenising is cheaper than a transfer)."""
     tokenizer = load_tokenizer(spec.model)
     if store is None:
-        return data_mod.load_task_data(spec.task, data_dir, spec.data, tokenizer)
-    key = data_mod.tokens_key(spec.task, data_mod.data_fingerprint(spec.task, data_dir), spec.data, tokenizer)
-    local = Store(store.root)
-    with local.lock("data", key):
-        tokens = local.load("data", key, data_mod.TokenizedSplits.load)
-        if tokens is None:
-            tokens = data_mod.tokenize_splits(spec.task, data_dir, spec.data, tokenizer)
-            local.write("data", key, tokens.save)
+        tokens = data_mod.tokenize_splits(spec.task, data_dir, spec.data, tokenizer)
+    else:
+        key = data_mod.tokens_key(spec.task, data_mod.data_fingerprint(spec.task, data_dir), spec.data, tokenizer)
+        local = Store(store.root)
+        with local.lock("data", key):
+            tokens = local.load("data", key, data_mod.TokenizedSplits.load)
+            if tokens is None:
+                tokens = data_mod.tokenize_splits(spec.task, data_dir, spec.data, tokenizer)
+                local.write("data", key, tokens.save)
     return data_mod.task_data(spec.task, tokens, spec.data)
 
 

@@ -125,13 +125,13 @@ def test_tokenised_data_cache_gives_what_tokenising_gives_and_is_keyed_by_what_c
     aside and tokenised again."""
     import shutil
 
-    from mte.data import TokenizedSplits
+    from mte.data import SPLITS, TokenizedSplits
     from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
     from mte.lottery import load_data
     from mte.store import Store
 
     def same(a, b) -> None:
-        for split in ("train", "dev", "test"):
+        for split in SPLITS:
             x, y = getattr(a, split), getattr(b, split)
             assert (x is None) == (y is None)
             if x is not None:
