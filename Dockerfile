@@ -15,6 +15,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     TOKENIZERS_PARALLELISM=false
 
+# TCMalloc, which the `mte` command runs under (mte/launch.py: faster and leaner than glibc's malloc for CPU training).
+RUN apt-get update && apt-get install -y --no-install-recommends libtcmalloc-minimal4 && rm -rf /var/lib/apt/lists/*
+
 # torch first, from its own index, so installing the project does not pull the default (CUDA) wheel.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 

@@ -6,6 +6,8 @@ of each process tree and dev accuracy. Target: ≤ 0.60× the Trainer's wall tim
     python benchmarks/bench_e2e.py --repeats 3
     python benchmarks/bench_e2e.py --repeats 1 --lr 1e-4        # where MiniLM learns: accuracy within 1 point
     python benchmarks/bench_e2e.py --phases                      # mte's own time split (start-up, data, training, …)
+    python benchmarks/bench_e2e.py --trainer-malloc tcmalloc     # the Trainer under TCMalloc too (mte.launch)
+    MTE_MALLOC=system python benchmarks/bench_e2e.py             # mte on glibc's malloc, as before mte.launch
 
 Each `mte run` gets a fresh result store, so nothing is loaded from an earlier run (the tokenised-data cache too,
 unless --warm-cache keeps one store's cache across the repeats: a sweep's case, where 100 trials tokenise once).
@@ -30,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def measure(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak resident GB of the process tree, stdout) of one whole process."""
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    env = os.environ | (env or {}) | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
@@ -63,7 +65,7 @@ def accuracy(text: str) -> float:
 
 
 def main() -> None:
-    from common import default_data_dir, machine_line
+    from common import default_data_dir, machine_line, mte_malloc
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=None)
@@ -72,9 +74,19 @@ def main() -> None:
     p.add_argument("--sizes", default="full,1200", help="Training sizes: 'full' and/or a number of pairs.")
     p.add_argument("--warm-cache", action="store_true", help="One store for every mte run (a warm data cache).")
     p.add_argument("--phases", action="store_true", help="Only mte's own time split per size (e2e_phases.py).")
+    p.add_argument("--trainer-malloc", choices=("system", "tcmalloc"), default="system",
+                   help="The Trainer's allocator: a user's plain `python` (system), or TCMalloc as mte runs.")
     a = p.parse_args()
     data = a.data_dir or default_data_dir()
+    from mte.launch import tcmalloc
+
+    lib = tcmalloc()
+    if a.trainer_malloc == "tcmalloc" and not lib:
+        raise SystemExit("--trainer-malloc tcmalloc: TCMalloc is not installed (Debian: libtcmalloc-minimal4)")
+    trainer_env = {"LD_PRELOAD": lib} if a.trainer_malloc == "tcmalloc" else {}
     print(machine_line())
+    print(f"allocator: mte {mte_malloc()} (mte.launch; MTE_MALLOC=system for glibc's), Trainer "
+          f"{trainer_env.get('LD_PRELOAD', 'system')}")
     print(f"data {data}; 1 epoch, lr {a.lr:g}, batch 32, seed 0; {a.repeats} repeat(s) per size, alternating order")
     if a.phases:
         for size in a.sizes.split(","):
@@ -102,7 +114,7 @@ def main() -> None:
                     else:
                         cmd = [sys.executable, str(REPO / "benchmarks" / "trainer_glue.py"), "--data-dir", str(data),
                                "--lr", str(a.lr), "--seed", "0", *limit]
-                    wall, peak, out = measure(cmd, tmp)
+                    wall, peak, out = measure(cmd, tmp, trainer_env if who == "trainer" else None)
                     runs[who].append((wall, peak, accuracy(out)))
                     print(f"{size:>5} repeat {r + 1}/{a.repeats}  {who:<8} {wall:7.1f} s  peak {peak:.2f} GB  "
                           f"dev accuracy {accuracy(out):.4f}", flush=True)

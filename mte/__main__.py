@@ -1,5 +1,5 @@
 """`python -m mte` is the `mte` command."""
 
-from mte.cli import main
+from mte.launch import main
 
 main()

@@ -18,6 +18,7 @@ import pytest
 from mlflow import MlflowClient
 from servers import free_port, mlflow_server, wait_for
 
+from mte import launch
 from mte.store import damage
 
 pytestmark = pytest.mark.slow
@@ -188,4 +189,6 @@ def test_two_sweeps_started_at_once_do_not_record_anything_twice(generated_glue,
           f"refusal: {refused.strip().splitlines()[-1] if refused else 'none'}")
     assert codes == [0, 2] and refused, outs
     assert_each_unit_once(uri, ("baseline",), 2)
+    # The driver ran under TCMalloc where installed (mte.launch), and so did its local Ray's trial workers.
+    assert {r.data.tags["version.malloc"] for r in trial_runs(uri)} == {launch.wanted() or "system"}
     shutil.rmtree(tmp_path / "store", ignore_errors=True)

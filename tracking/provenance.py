@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mte import heap
+
 PACKAGES = ("mte", "torch", "transformers", "ray", "mlflow")
 VERSION_TAG = "version.{}"  # one tag per package: version.torch = 2.13.0
 SOURCE_NAME, SOURCE_TYPE, GIT_COMMIT, USER = ("mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit",
@@ -21,14 +23,15 @@ REQUIREMENTS = "environment/requirements.txt"  # artifact of a sweep's parent ru
 
 
 def versions() -> dict[str, str]:
-    """Versions of mte, torch, transformers, ray, mlflow and Python in this process's environment."""
+    """Versions of mte, torch, transformers, ray, mlflow and Python in this process's environment, and the
+    allocator it runs under (`mte.launch`: it changes speed and memory, not results)."""
     out = {}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    return out | {"python": platform.python_version()}
+    return out | {"python": platform.python_version(), "malloc": heap.allocator()}
 
 
 @cache
