@@ -65,7 +65,7 @@ def accuracy(text: str) -> float:
 
 
 def main() -> None:
-    from common import default_data_dir, machine_line, mte_malloc
+    from common import default_data_dir, machine_line
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=None)
@@ -85,8 +85,8 @@ def main() -> None:
         raise SystemExit("--trainer-malloc tcmalloc: TCMalloc is not installed (Debian: libtcmalloc-minimal4)")
     trainer_env = {"LD_PRELOAD": lib} if a.trainer_malloc == "tcmalloc" else {}
     print(machine_line())
-    print(f"allocator: mte {mte_malloc()} (mte.launch; MTE_MALLOC=system for glibc's), Trainer "
-          f"{trainer_env.get('LD_PRELOAD', 'system')}")
+    print(f"the Trainer's malloc: {trainer_env.get('LD_PRELOAD', 'system')} (--trainer-malloc); "
+          "MTE_MALLOC=system runs mte on glibc's")
     print(f"data {data}; 1 epoch, lr {a.lr:g}, batch 32, seed 0; {a.repeats} repeat(s) per size, alternating order")
     if a.phases:
         for size in a.sizes.split(","):
