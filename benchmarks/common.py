@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mte import data as data_mod
-from mte import heap
+from mte import heap, launch
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 from mte.lottery import load_data
 from mte.models import load_model, resolve_model_path
@@ -73,15 +73,8 @@ def machine_line() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"machine: {cpu_model()}, {cores} usable cores, torch {torch.__version__} "
             f"with {torch.get_num_threads()} threads ({torch.backends.cpu.get_cpu_capability()}); "
-            f"load average {load}; malloc: {mte_malloc()} for `mte` commands (mte.launch), {heap.allocator()} here")
-
-
-def mte_malloc() -> str:
-    """The allocator an `mte` command started from here runs under: the one preloaded already, else mte.launch's
-    choice (TCMalloc where installed, unless MTE_MALLOC=system)."""
-    from mte import launch
-
-    return Path(heap.preloaded_allocator() or launch.wanted() or "system").name
+            f"load average {load}; malloc: {launch.command_allocator()} for `mte` commands (mte.launch), "
+            f"{heap.allocator()} here")
 
 
 def cpu_model() -> str:

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-TRIM_ENV = "MTE_HEAP_TRIM_EVERY"  # another interval; 0 turns trimming off (e.g. with another allocator preloaded)
+TRIM_ENV = "MTE_HEAP_TRIM_EVERY"  # another interval; 0 turns trimming off (off anyway under a preloaded malloc)
 TRIM_EVERY = int(os.environ.get(TRIM_ENV, "20"))  # optimizer steps between trims
 
 

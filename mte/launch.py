@@ -40,6 +40,12 @@ def wanted() -> str | None:
     return tcmalloc() if choice == "tcmalloc" and sys.platform.startswith("linux") else None
 
 
+def command_allocator() -> str:
+    """The allocator's file name an `mte` command started with this environment runs under: the one preloaded
+    already, else `wanted()`, else 'system'."""
+    return os.path.basename(preloaded_allocator() or wanted() or "system")
+
+
 def exec_under_tcmalloc() -> None:
     """Replace this process by the same command line with TCMalloc preloaded; return where it is not wanted or
     not installed, or another allocator is preloaded already (this process after its exec, or the user's)."""

@@ -190,5 +190,5 @@ def test_two_sweeps_started_at_once_do_not_record_anything_twice(generated_glue,
     assert codes == [0, 2] and refused, outs
     assert_each_unit_once(uri, ("baseline",), 2)
     # The driver ran under TCMalloc where installed (mte.launch), and so did its local Ray's trial workers.
-    assert {r.data.tags["version.malloc"] for r in trial_runs(uri)} == {launch.wanted() or "system"}
+    assert {r.data.tags["version.malloc"] for r in trial_runs(uri)} == {launch.command_allocator()}
     shutil.rmtree(tmp_path / "store", ignore_errors=True)

@@ -24,9 +24,13 @@ maps = sum("tcmalloc" in line for line in open("/proc/self/maps"))
 print(json.dumps([os.getpid(), maps, sys.argv[1:], heap.allocator(), heap._malloc_trim() is not None]))"""
 
 
+def clean_env(**env: str) -> dict[str, str]:
+    """This environment without a preload or an allocator choice, plus `env`."""
+    return {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", launch.MALLOC_ENV)} | env
+
+
 def probe(**env: str) -> tuple[subprocess.Popen, list]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", launch.MALLOC_ENV)}
-    proc = subprocess.Popen([sys.executable, "-c", PROBE, "a b", "--c"], env=clean | env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", PROBE, "a b", "--c"], env=clean_env(**env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -53,9 +57,8 @@ def test_mte_malloc_system_keeps_glibc_and_its_trimming():
 
 @needs_tcmalloc
 def test_the_mte_command_reports_its_allocator():
-    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", launch.MALLOC_ENV)}
-    on = subprocess.run([sys.executable, "-m", "mte", "--version"], env=clean, capture_output=True, text=True)
-    off = subprocess.run([sys.executable, "-m", "mte", "--version"], env=clean | {"MTE_MALLOC": "system"},
+    on = subprocess.run([sys.executable, "-m", "mte", "--version"], env=clean_env(), capture_output=True, text=True)
+    off = subprocess.run([sys.executable, "-m", "mte", "--version"], env=clean_env(MTE_MALLOC="system"),
                          capture_output=True, text=True)
     print(f"\n{on.stdout.strip()}\n{off.stdout.strip()}")
     assert on.returncode == off.returncode == 0
