@@ -57,6 +57,8 @@ def run_layout(data_dir: Path, trials: int, threads: int, extra: list[str]) -> d
         return {"wall": wall, "compute": compute, "slots": trials, "trials": len(runs), "startup": first - began,
                 "packed": best_makespan(jobs, trials), "jobs": sum(jobs),
                 "tail": ended - last, "in_trials": sum(durations),
+                "in_calls": sum(r.data.metrics["elapsed_s"] for r in runs),
+                "logging": sum(r.data.metrics.get("log_s", 0.0) for r in runs),
                 "outside_call": [d - r.data.metrics["elapsed_s"] for d, r in zip(durations, runs, strict=True)],
                 "timeline": sorted((r.info.start_time / 1000 - began, r.info.end_time / 1000 - began, r.info.run_name,
                                     r.data.metrics["elapsed_s"]) for r in runs)}
@@ -101,6 +103,11 @@ def main() -> None:
               f"fine-tuning ({per_trial:.1f} s a trial: model, data, store, MLflow logging); slots idle "
               f"{idle:.1f} slot-s (start-up, tail, waiting for ACTIVE-LT's chain, uneven trials); outside the "
               f"seed's call, median {statistics.median(f['outside_call']):.2f} s a trial", flush=True)
+        print(f"  of those {f['in_trials'] - f['compute']:.1f} s: {f['in_calls'] - f['compute']:.1f} s in the seeds' "
+              f"calls but not training or evaluating (loading the model and data, the store; a trial process's "
+              f"first seed also imports transformers' model code), {f['logging']:.1f} s MLflow logging and artifact "
+              f"upload (log_s), {f['in_trials'] - f['in_calls'] - f['logging']:.1f} s the rest of the trial runs",
+              flush=True)
         floor = f["packed"] * f["slots"] - f["jobs"]
         print(f"  the trials' own durations packed as tightly as possible on {f['slots']} slot(s): "
               f"{f['packed']:.1f} s; "
