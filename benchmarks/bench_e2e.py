@@ -5,6 +5,7 @@ of each process tree and dev accuracy. Target: ≤ 0.60× the Trainer's wall tim
 
     python benchmarks/bench_e2e.py --repeats 3
     python benchmarks/bench_e2e.py --repeats 1 --lr 1e-4        # where MiniLM learns: accuracy within 1 point
+    python benchmarks/bench_e2e.py --repeats 3 --lr 1e-4 --vary-seed --sizes 1200   # the same over seeds 0, 1, 2
     python benchmarks/bench_e2e.py --phases                      # mte's own time split (start-up, data, training, …)
     python benchmarks/bench_e2e.py --trainer-malloc tcmalloc     # the Trainer under TCMalloc too (mte.launch)
     MTE_MALLOC=system python benchmarks/bench_e2e.py             # mte on glibc's malloc, as before mte.launch
@@ -73,6 +74,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--sizes", default="full,1200", help="Training sizes: 'full' and/or a number of pairs.")
     p.add_argument("--warm-cache", action="store_true", help="One store for every mte run (a warm data cache).")
+    p.add_argument("--vary-seed", action="store_true",
+                   help="Repeat r uses seed r (both sides) instead of seed 0; accuracy is then the mean over seeds.")
     p.add_argument("--phases", action="store_true", help="Only mte's own time split per size (e2e_phases.py).")
     p.add_argument("--trainer-malloc", choices=("system", "tcmalloc"), default="system",
                    help="The Trainer's allocator: a user's plain `python` (system), or TCMalloc as mte runs.")
@@ -87,7 +90,9 @@ def main() -> None:
     print(machine_line())
     print(f"the Trainer's malloc: {trainer_env.get('LD_PRELOAD', 'system')} (--trainer-malloc); "
           "MTE_MALLOC=system runs mte on glibc's")
-    print(f"data {data}; 1 epoch, lr {a.lr:g}, batch 32, seed 0; {a.repeats} repeat(s) per size, alternating order")
+    seeds = list(range(a.repeats)) if a.vary_seed else [0] * a.repeats
+    print(f"data {data}; 1 epoch, lr {a.lr:g}, batch 32, seed {'r in repeat r' if a.vary_seed else 0}; "
+          f"{a.repeats} repeat(s) per size, alternating order")
     if a.phases:
         for size in a.sizes.split(","):
             limit = [] if size == "full" else ["--train-limit", size]
@@ -107,26 +112,32 @@ def main() -> None:
                     if who == "mte":
                         store = tmp / ("store" if a.warm_cache else f"store-{size}-{r}")
                         cmd = [sys.executable, "-m", "mte", "run", "--method", "baseline", "--epochs", "1", "--lr",
-                               str(a.lr), "--seed", "0", "--data-dir", str(data), "--out", str(store), *limit]
+                               str(a.lr), "--seed", str(seeds[r]), "--data-dir", str(data), "--out", str(store), *limit]
                         if a.warm_cache and store.exists():  # keep the data cache, drop results and fine-tunes
                             for kind in ("runs", "finetunes"):
                                 shutil.rmtree(store / kind, ignore_errors=True)
                     else:
                         cmd = [sys.executable, str(REPO / "benchmarks" / "trainer_glue.py"), "--data-dir", str(data),
-                               "--lr", str(a.lr), "--seed", "0", *limit]
+                               "--lr", str(a.lr), "--seed", str(seeds[r]), *limit]
                     wall, peak, out = measure(cmd, tmp, trainer_env if who == "trainer" else None)
                     runs[who].append((wall, peak, accuracy(out)))
                     print(f"{size:>5} repeat {r + 1}/{a.repeats}  {who:<8} {wall:7.1f} s  peak {peak:.2f} GB  "
-                          f"dev accuracy {accuracy(out):.4f}", flush=True)
+                          f"dev accuracy {accuracy(out):.4f}" + (f"  seed {seeds[r]}" if a.vary_seed else ""),
+                          flush=True)
             import numpy as np
 
             m, t = np.array(runs["mte"]), np.array(runs["trainer"])
             ratios = m[:, 0] / t[:, 0]
             pairs = ", ".join(f"{x:.3f}" for x in ratios)
+            if a.vary_seed:
+                acc = (f"mean dev accuracy over seeds {seeds[0]}–{seeds[-1]} {m[:, 2].mean():.4f} vs "
+                       f"{t[:, 2].mean():.4f} ({100 * (m[:, 2].mean() - t[:, 2].mean()):+.2f} points)")
+            else:
+                acc = f"dev accuracy {np.median(m[:, 2]):.4f} vs {np.median(t[:, 2]):.4f}"
             summary.append(f"{size:>5}: mte {np.median(m[:, 0]):.1f} s vs Trainer {np.median(t[:, 0]):.1f} s: "
                            f"{np.median(m[:, 0]) / np.median(t[:, 0]):.3f}× (pairs {pairs}"
                            f"; target ≤ 0.60); peak {np.median(m[:, 1]):.2f} GB vs {np.median(t[:, 1]):.2f} GB "
-                           f"(target ≤); dev accuracy {np.median(m[:, 2]):.4f} vs {np.median(t[:, 2]):.4f}")
+                           f"(target ≤); {acc}")
     print("\nsummary (medians)")
     for line in summary:
         print("  " + line)
