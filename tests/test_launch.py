@@ -14,6 +14,7 @@ from mte import heap, launch
 
 LIB = launch.tcmalloc()
 needs_tcmalloc = pytest.mark.skipif(LIB is None, reason="TCMalloc is not installed (Debian: libtcmalloc-minimal4)")
+needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD and /proc are Linux's")
 
 # What a process reports after the launcher's step: its pid, how many of its mappings are TCMalloc's, its argv,
 # its allocator as mte records it, and whether glibc trimming is still on.
@@ -37,7 +38,7 @@ def probe(**env: str) -> tuple[subprocess.Popen, list]:
     return proc, json.loads(out)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD and /proc are Linux's")
+@needs_linux
 @needs_tcmalloc
 def test_the_same_process_runs_its_command_line_again_under_tcmalloc():
     proc, (pid, maps, argv, allocator, trims) = probe()
@@ -48,7 +49,7 @@ def test_the_same_process_runs_its_command_line_again_under_tcmalloc():
     assert not trims  # glibc's heap serves nothing: no trimming
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD and /proc are Linux's")
+@needs_linux
 def test_mte_malloc_system_keeps_glibc_and_its_trimming():
     _, (_, maps, argv, allocator, trims) = probe(MTE_MALLOC="system")
     assert maps == 0 and allocator == "system" and argv == ["a b", "--c"]
