@@ -1,17 +1,21 @@
 """GPU figures: one MiniLM MRPC fine-tune per precision (fp32, tf32, bf16), packing (a fixed set of fine-tunes with
 1, 2, 4 and 8 trials sharing one GPU), and the full MRPC protocol (5 methods × 20 seeds, MiniLM). Goal: the full
-protocol in ≤ 10 minutes on one H100.
+protocol in ≤ 10 minutes on one H100. The `malloc` stage runs one fine-tune as a whole process under glibc's
+malloc and under TCMalloc (what an `mte` command preloads where it is installed, as in the Dockerfile), alternating,
+and compares their logits byte for byte.
 
     python benchmarks/bench_gpu.py                                # everything, trials through `mte sweep` (Ray)
     python benchmarks/bench_gpu.py --runner core                  # trials as N worker processes, no Ray/MLflow
     python benchmarks/bench_gpu.py --stages precision,packing     # leave out the full protocol (the long part)
     python benchmarks/bench_gpu.py --tiny --runner core           # smoke test on any machine (CPU too)
+    python benchmarks/bench_gpu.py --stages malloc --tcmalloc /path/libtcmalloc_minimal.so.4
 
 `--runner ray` runs `mte sweep --gpus-per-trial 1/N` (Ray places N trials on the GPU). `--runner core` runs the
 same (method, seed) units in N worker processes that share one GPU and one result store, through the science
 core (`mte.lottery`): what a Ray worker does, without Ray and MLflow (for GPU machines that lack them). Every
 stage gets a fresh result store. `--deadline` stops the protocol that many seconds after the start and prints
-how far it got and the rate it ran at. Without CUDA (and without --tiny) it says so and measures nothing.
+how far it got and the rate it ran at; `--protocol-seconds` bounds the protocol stage alone. Without CUDA (and
+without --tiny) it says so and measures nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-STAGES = ("precision", "packing", "protocol")
+STAGES = ("malloc", "precision", "packing", "protocol")
 PER_GPU = (1, 2, 4, 8)
 
 
@@ -58,8 +63,9 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def one_fine_tune(setup: Setup, precision: str) -> tuple[float, float]:
-    """(wall seconds, dev accuracy) of one full-train MRPC fine-tune (model loading and tokenising not timed)."""
+def one_fine_tune(setup: Setup, precision: str):
+    """(wall seconds, dev accuracy, FineTuneResult) of one full-train MRPC fine-tune with test logits (model loading
+    and tokenising not timed)."""
     import torch
 
     from mte.lottery import open_workspace
@@ -72,7 +78,87 @@ def one_fine_tune(setup: Setup, precision: str) -> tuple[float, float]:
         torch.cuda.synchronize()
     start = time.perf_counter()
     out = fine_tune(ws.net, d.task, d.train, d.dev, d.test, spec.train, 0, d.pad_id)
-    return time.perf_counter() - start, out.epochs[-1]["accuracy"]
+    return time.perf_counter() - start, out.epochs[-1]["accuracy"], out
+
+
+# --- malloc stage: whole processes under glibc's malloc and under TCMalloc ---
+
+def _fine_tune_process(setup: Setup, out_dir: Path) -> None:
+    """The child of the malloc stage: one fp32 fine-tune; its logits go to `out_dir`, its figures to stdout."""
+    import json
+    import resource
+
+    import numpy as np
+    import torch
+
+    if os.environ.get("CUBLAS_WORKSPACE_CONFIG"):  # --deterministic
+        torch.use_deterministic_algorithms(True)
+    wall, acc, out = one_fine_tune(setup, "fp32")
+    np.save(out_dir / "dev.npy", out.dev_logits)
+    np.save(out_dir / "test.npy", out.test_logits)
+    maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+    print(json.dumps({"fine_tune_s": wall, "accuracy": acc, "tcmalloc_mapped": "tcmalloc" in maps,
+                      "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+                      "cuda_peak_gb": torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else 0.0}))
+
+
+def _child_env(preload: str | None) -> dict[str, str]:
+    """This environment with no malloc replacement preloaded, then `preload` (a library path) if given."""
+    from mte.heap import preloaded_allocator
+    from mte.launch import MALLOC_ENV
+
+    env = dict(os.environ)
+    kept = [e for e in env.get("LD_PRELOAD", "").replace(":", " ").split() if e != preloaded_allocator()]
+    env["LD_PRELOAD"] = " ".join(([preload] if preload else []) + kept)
+    env[MALLOC_ENV] = "tcmalloc" if preload else "system"
+    return env
+
+
+def _compare(a: Path, b: Path) -> str:
+    import numpy as np
+
+    parts = []
+    for name in ("dev.npy", "test.npy"):
+        x, y = np.load(a / name), np.load(b / name)
+        same = x.tobytes() == y.tobytes()
+        parts.append(f"{name[:-4]} {'identical' if same else f'max |diff| {np.abs(x - y).max():.2e}'}")
+    return ", ".join(parts)
+
+
+def malloc_stage(setup: Setup, lib: str, argv: list[str], repeats: int) -> None:
+    """Whole processes of one fine-tune, alternating glibc's malloc and TCMalloc; every run's logits against the
+    first glibc run's (two glibc runs show what differs between runs anyway, e.g. non-deterministic CUDA kernels)."""
+    import json
+
+    epochs = setup.spec().train.epochs
+    print(f"malloc: whole processes of one fp32 fine-tune ({epochs} epochs, test scored), {repeats} per allocator, "
+          f"alternating; TCMalloc {lib}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="mte-gpu-malloc-") as tmp:
+        runs: list[tuple[str, Path, float, dict]] = []
+        for r in range(repeats):
+            for kind in (("system", "tcmalloc") if r % 2 == 0 else ("tcmalloc", "system")):
+                out = Path(tmp) / f"{kind}{r}"
+                out.mkdir()
+                cmd = [sys.executable, __file__, *argv, "--one-fine-tune", str(out)]
+                start = time.perf_counter()
+                p = subprocess.run(cmd, env=_child_env(lib if kind == "tcmalloc" else None), capture_output=True,
+                                   text=True)
+                wall = time.perf_counter() - start
+                if p.returncode != 0:
+                    raise SystemExit(f"{kind} run failed:\n{p.stderr[-2000:]}")
+                fig = json.loads(p.stdout.strip().splitlines()[-1])
+                first = next((o for k, o, *_ in runs if k == "system"), None)
+                same = _compare(first, out) if first is not None else "(the reference)"
+                runs.append((kind, out, wall, fig))
+                print(f"  {kind:8s} process {wall:6.1f} s, fine-tune {fig['fine_tune_s']:5.1f} s, dev accuracy "
+                      f"{fig['accuracy']:.4f}, peak RSS {fig['peak_rss_gb']:.2f} GB, CUDA peak "
+                      f"{fig['cuda_peak_gb']:.2f} GB, TCMalloc mapped: {fig['tcmalloc_mapped']}; logits: {same}",
+                      flush=True)
+        for kind in ("system", "tcmalloc"):
+            walls = [w for k, _, w, _ in runs if k == kind]
+            fts = [f["fine_tune_s"] for k, _, _, f in runs if k == kind]
+            print(f"  {kind:8s} median process {statistics.median(walls):.1f} s, fine-tune "
+                  f"{statistics.median(fts):.1f} s", flush=True)
 
 
 # --- core runner: N worker processes sharing one GPU and one store ---
@@ -185,7 +271,17 @@ def main() -> None:
     p.add_argument("--deadline", type=float, default=None,
                    help="stop the protocol this many seconds after the benchmark started")
     p.add_argument("--tiny", action="store_true", help="64 training pairs, 1 epoch: a smoke test on any machine")
+    p.add_argument("--precisions", default="fp32,tf32,bf16", help="the precision stage's, comma-separated")
+    p.add_argument("--protocol-seconds", type=float, default=None, help="stop the protocol stage after this long")
+    p.add_argument("--tcmalloc", default=None, help="the malloc stage's library (default: the one mte preloads)")
+    p.add_argument("--malloc-repeats", type=int, default=2, help="whole processes per allocator")
+    p.add_argument("--deterministic", action="store_true",
+                   help="the malloc stage's processes use PyTorch's deterministic algorithms (CUDA runs repeat bit "
+                        "for bit), to compare allocators byte for byte")
+    p.add_argument("--one-fine-tune", type=Path, default=None, help=argparse.SUPPRESS)  # the malloc stage's child
     a = p.parse_args()
+    if a.deterministic:  # cuBLAS needs this before CUDA starts (PyTorch's reproducibility notes)
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     began = time.perf_counter()
     stages = a.stages.split(",")
     name = gpu_name()
@@ -193,12 +289,22 @@ def main() -> None:
         print("no CUDA device on this machine: nothing measured (GPU figures need a GPU; see benchmarks/RESULTS.md)")
         return
     setup = Setup(a.data_dir or default_data_dir(), a.model, a.lr, a.precision, a.tiny)
+    if a.one_fine_tune is not None:
+        return _fine_tune_process(setup, a.one_fine_tune)
     print(f"device: {name or 'CPU (--tiny smoke test)'}; runner {a.runner}; data {setup.data_dir}; model {a.model}",
           flush=True)
+    if "malloc" in stages:
+        from mte.launch import tcmalloc
+
+        lib = a.tcmalloc or tcmalloc()
+        if lib is None:
+            print("malloc: TCMalloc is not installed here (--tcmalloc names its library): stage skipped", flush=True)
+        else:
+            malloc_stage(setup, lib, [x for x in sys.argv[1:]], a.malloc_repeats)
     if "precision" in stages:
         one_fine_tune(setup, "fp32")  # warm-up: CUDA context, cuBLAS handles, kernel selection
-        for precision in ("fp32", "tf32", "bf16"):
-            wall, acc = one_fine_tune(setup, precision)
+        for precision in a.precisions.split(","):
+            wall, acc, _ = one_fine_tune(setup, precision)
             print(f"one MiniLM MRPC fine-tune, {setup.spec().train.epochs} epochs, {precision}: {wall:.1f} s, "
                   f"dev accuracy {acc:.4f}", flush=True)
     best = (None, 0.0)
@@ -220,12 +326,14 @@ def main() -> None:
             units = protocol_units(a.seeds, ("baseline", "bagging", "base-lt", "active-lt", "random-lt"))
             print(f"full protocol: {len(units)} units, {workers} trials per GPU", flush=True)
             left = None if a.deadline is None else a.deadline - (time.perf_counter() - began)
+            if a.protocol_seconds is not None:
+                left = a.protocol_seconds if left is None else min(left, a.protocol_seconds)
             wall, trained, finished = run_core(setup, workers, units, left,
                                                log=lambda s: print(s, flush=True))
         else:
             wall = run_ray(setup, 1 / workers, "--methods", "all", "--seeds", str(a.seeds), "--active-chain", "group")
             trained, finished = 0, True
-        state = "finished" if finished else f"stopped at the deadline ({a.deadline:.0f} s after the start)"
+        state = "finished" if finished else f"stopped at its time limit ({wall:.0f} s into the stage)"
         rate = trained / max(wall, 1e-9) * 60
         print(f"full MRPC protocol (5 methods × {a.seeds} seeds, active chain per group, {workers} trials per GPU): "
               f"{state} after {wall / 60:.2f} min, {trained} fine-tunes trained ({rate:.1f}/min)"
