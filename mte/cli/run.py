@@ -64,8 +64,10 @@ def run(
 
 
 def _progress() -> Progress:
+    # 2 redraws a second, not rich's 10: a step takes about a second on a CPU, and at a terminal each redraw costs
+    # the training's cores CPU time (24 ms a second at 10 Hz, 6.5 ms at 2 Hz; benchmarks/RESULTS.md).
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)
+                    TimeRemainingColumn(), console=console, transient=False, refresh_per_second=2)
 
 
 class _FineTuneBars:
