@@ -83,7 +83,7 @@ def one_fine_tune(setup: Setup, precision: str):
 
 # --- malloc stage: whole processes under glibc's malloc and under TCMalloc ---
 
-def _fine_tune_process(setup: Setup, out_dir: Path) -> None:
+def _fine_tune_process(setup: Setup, out_dir: Path, deterministic: bool) -> None:
     """The child of the malloc stage: one fp32 fine-tune; its logits go to `out_dir`, its figures to stdout."""
     import json
     import resource
@@ -91,7 +91,7 @@ def _fine_tune_process(setup: Setup, out_dir: Path) -> None:
     import numpy as np
     import torch
 
-    if os.environ.get("CUBLAS_WORKSPACE_CONFIG"):  # --deterministic
+    if deterministic:
         torch.use_deterministic_algorithms(True)
     wall, acc, out = one_fine_tune(setup, "fp32")
     np.save(out_dir / "dev.npy", out.dev_logits)
@@ -105,12 +105,10 @@ def _fine_tune_process(setup: Setup, out_dir: Path) -> None:
 def _child_env(preload: str | None) -> dict[str, str]:
     """This environment with no malloc replacement preloaded, then `preload` (a library path) if given."""
     from mte.heap import preloaded_allocator
-    from mte.launch import MALLOC_ENV
 
     env = dict(os.environ)
     kept = [e for e in env.get("LD_PRELOAD", "").replace(":", " ").split() if e != preloaded_allocator()]
     env["LD_PRELOAD"] = " ".join(([preload] if preload else []) + kept)
-    env[MALLOC_ENV] = "tcmalloc" if preload else "system"
     return env
 
 
@@ -290,7 +288,7 @@ def main() -> None:
         return
     setup = Setup(a.data_dir or default_data_dir(), a.model, a.lr, a.precision, a.tiny)
     if a.one_fine_tune is not None:
-        return _fine_tune_process(setup, a.one_fine_tune)
+        return _fine_tune_process(setup, a.one_fine_tune, a.deterministic)
     print(f"device: {name or 'CPU (--tiny smoke test)'}; runner {a.runner}; data {setup.data_dir}; model {a.model}",
           flush=True)
     if "malloc" in stages:
@@ -300,7 +298,7 @@ def main() -> None:
         if lib is None:
             print("malloc: TCMalloc is not installed here (--tcmalloc names its library): stage skipped", flush=True)
         else:
-            malloc_stage(setup, lib, [x for x in sys.argv[1:]], a.malloc_repeats)
+            malloc_stage(setup, lib, sys.argv[1:], a.malloc_repeats)
     if "precision" in stages:
         one_fine_tune(setup, "fp32")  # warm-up: CUDA context, cuBLAS handles, kernel selection
         for precision in a.precisions.split(","):
