@@ -30,6 +30,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mte.training import FineTuneResult
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +67,7 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def one_fine_tune(setup: Setup, precision: str):
+def one_fine_tune(setup: Setup, precision: str) -> tuple[float, float, FineTuneResult]:
     """(wall seconds, dev accuracy, FineTuneResult) of one full-train MRPC fine-tune with test logits (model loading
     and tokenising not timed)."""
     import torch
@@ -86,10 +90,10 @@ def one_fine_tune(setup: Setup, precision: str):
 def _fine_tune_process(setup: Setup, out_dir: Path, deterministic: bool) -> None:
     """The child of the malloc stage: one fp32 fine-tune; its logits go to `out_dir`, its figures to stdout."""
     import json
-    import resource
 
     import numpy as np
     import torch
+    from common import peak_rss_gb
 
     if deterministic:
         torch.use_deterministic_algorithms(True)
@@ -98,18 +102,16 @@ def _fine_tune_process(setup: Setup, out_dir: Path, deterministic: bool) -> None
     np.save(out_dir / "test.npy", out.test_logits)
     maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
     print(json.dumps({"fine_tune_s": wall, "accuracy": acc, "tcmalloc_mapped": "tcmalloc" in maps,
-                      "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+                      "peak_rss_gb": peak_rss_gb(),
                       "cuda_peak_gb": torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else 0.0}))
 
 
 def _child_env(preload: str | None) -> dict[str, str]:
     """This environment with no malloc replacement preloaded, then `preload` (a library path) if given."""
-    from mte.heap import preloaded_allocator
+    from mte.heap import preload_entries, preloaded_allocator
 
-    env = dict(os.environ)
-    kept = [e for e in env.get("LD_PRELOAD", "").replace(":", " ").split() if e != preloaded_allocator()]
-    env["LD_PRELOAD"] = " ".join(([preload] if preload else []) + kept)
-    return env
+    kept = [e for e in preload_entries() if e != preloaded_allocator()]
+    return os.environ | {"LD_PRELOAD": " ".join(([preload] if preload else []) + kept)}
 
 
 def _compare(a: Path, b: Path) -> str:

@@ -21,7 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    """Peak resident set so far in GB (10^9 bytes; ru_maxrss is in KiB), as `common.peak_rss_gb`, which this
+    script cannot import before it has timed the imports of torch and transformers."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def main() -> None:

@@ -24,10 +24,14 @@ TRIM_ENV = "MTE_HEAP_TRIM_EVERY"  # another interval; 0 turns trimming off (off 
 TRIM_EVERY = int(os.environ.get(TRIM_ENV, "20"))  # optimizer steps between trims
 
 
+def preload_entries() -> list[str]:
+    """The libraries in this process's LD_PRELOAD (the dynamic loader splits it on spaces and colons)."""
+    return os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
+
+
 def preloaded_allocator() -> str | None:
     """The malloc replacement this process was started with (LD_PRELOAD: TCMalloc, jemalloc, …), if any."""
-    entries = os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
-    return next((e for e in entries if "malloc" in Path(e).name), None)
+    return next((e for e in preload_entries() if "malloc" in Path(e).name), None)
 
 
 def allocator() -> str:
