@@ -104,8 +104,8 @@ def main() -> None:
               f"{idle:.1f} slot-s (start-up, tail, waiting for ACTIVE-LT's chain, uneven trials); outside the "
               f"seed's call, median {statistics.median(f['outside_call']):.2f} s a trial", flush=True)
         print(f"  of those {f['in_trials'] - f['compute']:.1f} s: {f['in_calls'] - f['compute']:.1f} s in the seeds' "
-              f"calls but not training or evaluating (loading the model and data, the store; a trial process's "
-              f"first seed also imports transformers' model code), {f['logging']:.1f} s MLflow logging and artifact "
+              f"calls but not training or evaluating (loading the model and data, the store; a model outside "
+              f"mte.bert also imports transformers' model code), {f['logging']:.1f} s MLflow logging and artifact "
               f"upload (log_s), {f['in_trials'] - f['in_calls'] - f['logging']:.1f} s the rest of the trial runs",
               flush=True)
         floor = f["packed"] * f["slots"] - f["jobs"]

@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def peak_gb() -> float:
     """Peak resident set so far in GB (10^9 bytes; ru_maxrss is in KiB), as `common.peak_rss_gb`, which this
-    script cannot import before it has timed the imports of torch and transformers."""
+    script cannot import before it has timed the import of torch."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
@@ -43,9 +43,6 @@ def main() -> None:
     import torch
 
     mark("import torch")
-    import transformers  # noqa: F401
-
-    mark("import transformers")
     from mte.cli import app  # noqa: F401  (what `mte` imports before it runs a command)
 
     mark("import mte (CLI)")
@@ -68,7 +65,7 @@ def main() -> None:
     mark("read + tokenise train/dev/test")
     net = load_model(spec.model, d.task, spec.seed)
     Initial.capture(net), prunable_parameters(net)
-    mark("load model")
+    mark("load model (mte.bert)" if type(net).__module__ == "mte.bert" else "load model")
     out = fine_tune(net, d.task, d.train, d.dev, None, spec.train, spec.seed, d.pad_id)
     mark("fine-tune: train + dev eval")
     predict(net, d.dev, d.pad_id, torch.device("cpu"))

@@ -80,17 +80,21 @@ class _AttentionDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: torch.Tensor, value: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
         probs = torch.softmax(scores, dim=-1)
+        out = torch.matmul(probs * _multiplier(keep, p, probs.dtype), value)
         ctx.save_for_backward(probs, value, keep)
         ctx.p = p
-        return torch.matmul(probs * _multiplier(keep, p, probs.dtype), value)
+        ctx.matmul_dtype = out.dtype  # under autocast (bf16) the matmul ran in a lower precision than probs
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         probs, value, keep = ctx.saved_tensors
+        dtype = ctx.matmul_dtype  # the backward runs outside autocast: cast as autocast's own backward does
         multiplier = _multiplier(keep, ctx.p, probs.dtype)
-        grad_value = torch.matmul((probs * multiplier).transpose(-2, -1), grad)
-        grad_probs = torch.matmul(grad, value.transpose(-2, -1)) * multiplier
-        return torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype), grad_value, None, None
+        grad_value = torch.matmul((probs * multiplier).to(dtype).transpose(-2, -1), grad.to(dtype))
+        grad_probs = torch.matmul(grad.to(dtype), value.to(dtype).transpose(-2, -1)).to(probs.dtype) * multiplier
+        return (torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype), grad_value.to(value.dtype), None,
+                None)
 
 
 def attention_probs_dropout(scores: torch.Tensor, value: torch.Tensor, p: float) -> torch.Tensor:
@@ -137,6 +141,9 @@ def install(net: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
                 setattr(parent, name, LaneDropout(child.p, child.inplace))
+    if hasattr(net, "use_lane_attention"):  # mte.bert's encoder
+        net.use_lane_attention()
+        return net
     config = getattr(net, "config", None)
     if config is not None and getattr(config, "_attn_implementation", None) in ("sdpa", "eager"):
         _register_attention()

