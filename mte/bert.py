@@ -1,9 +1,9 @@
 """BERT-family encoders (BERT, MiniLM) for sequence classification in plain PyTorch, loaded without transformers.
 
 Why: every process that loads a model through transformers first imports its model code (torch.distributed.tensor,
-torch._dynamo and SciPy's optimizer come with it): 2.4–3.0 s of a 60 s `mte run` on 2 cores, paid again by every
-trial process of a sweep. This module computes what `BertForSequenceClassification` computes, op for op, so
-logits, gradients and trained weights are bit for bit those of the transformers model (`tests/test_bert.py`
+torch._dynamo and SciPy's optimizer come with it), seconds of every `mte run` and again of every trial process of a
+sweep (benchmarks/RESULTS.md, lever 8). This module computes what `BertForSequenceClassification` computes, op for
+op, so logits, gradients and trained weights are bit for bit those of the transformers model (`tests/test_bert.py`
 compares them), with the same parameter names, so masks and stored heads are interchangeable. It covers the plain
 encoder only; `load` returns None for anything else (another architecture, another activation, relative positions,
 a checkpoint whose keys do not match one to one), and `mte.models` then loads through transformers as before.
@@ -22,6 +22,10 @@ from torch.nn import functional as F
 
 from mte import dropout as dropout_mod
 
+# transformers' BertConfig defaults for the fields read here (a config.json may leave any of them out)
+DEFAULTS = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+            "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+            "initializer_range": 0.02, "pad_token_id": 0}
 LEGACY_NAMES = ((".gamma", ".weight"), (".beta", ".bias"))  # old TF-converted checkpoints (bert-base-uncased)
 IGNORED_KEYS = ("embeddings.position_ids", "cls.")  # a buffer and the pretraining heads, unused here
 
@@ -39,7 +43,7 @@ class BertConfig:
     type_vocab_size: int
     layer_norm_eps: float
     initializer_range: float
-    pad_token_id: int
+    pad_token_id: int | None  # the embedding row that gets no gradient (None: none)
     num_labels: int
     dropout: float
     # "sdpa" (transformers' default: boolean padding mask, SDPA with its own dropout) or "lane" (after
@@ -52,7 +56,8 @@ def supported(raw: dict) -> bool:
     return (raw.get("model_type") == "bert" and raw.get("hidden_act", "gelu") == "gelu"
             and raw.get("position_embedding_type", "absolute") == "absolute" and not raw.get("is_decoder", False)
             and not raw.get("add_cross_attention", False) and not raw.get("chunk_size_feed_forward", 0)
-            and raw.get("hidden_size", 0) % max(raw.get("num_attention_heads", 1), 1) == 0)
+            and raw.get("hidden_size", DEFAULTS["hidden_size"]) % raw.get("num_attention_heads",
+                                                                        DEFAULTS["num_attention_heads"]) == 0)
 
 
 def readable_config(folder: str | Path) -> bool:
@@ -300,12 +305,8 @@ def load(folder: str | Path, num_labels: int, dropout: float, seed: int) -> Bert
         return None
     if state is None:
         return None
-    config = BertConfig(
-        vocab_size=raw["vocab_size"], hidden_size=raw["hidden_size"], num_hidden_layers=raw["num_hidden_layers"],
-        num_attention_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
-        max_position_embeddings=raw.get("max_position_embeddings", 512), type_vocab_size=raw.get("type_vocab_size", 2),
-        layer_norm_eps=raw.get("layer_norm_eps", 1e-12), initializer_range=raw.get("initializer_range", 0.02),
-        pad_token_id=raw.get("pad_token_id", 0) or 0, num_labels=num_labels, dropout=dropout)
+    config = BertConfig(**{k: raw.get(k, default) for k, default in DEFAULTS.items()}, num_labels=num_labels,
+                        dropout=dropout)
     weights = _encoder_weights(state)
     if any(w.dtype != torch.float32 for w in weights.values()):
         return None  # transformers would keep the checkpoint's dtype

@@ -116,6 +116,25 @@ def _copy_model(tmp_path: Path, **config) -> Path:
     return folder
 
 
+def test_config_fields_left_out_or_null_are_read_as_transformers_reads_them(tmp_path):
+    """No pad token (`null`: no embedding row is spared its gradient) and fields left to BertConfig's defaults."""
+    folder = _copy_model(tmp_path, pad_token_id=None)
+    saved = json.loads((folder / "config.json").read_text())
+    for field in ("type_vocab_size", "layer_norm_eps", "initializer_range", "max_position_embeddings"):
+        saved.pop(field)
+    (folder / "config.json").write_text(json.dumps(saved))
+    model = ModelHparams(model=str(folder))
+    ours = load_model(model, get_task("mrpc"), 0)
+    theirs = load_model(model, get_task("mrpc"), 0, transformers_code=True)
+    assert isinstance(ours, bert.BertForSequenceClassification)
+    assert ours.bert.embeddings.word_embeddings.padding_idx is None
+    assert theirs.bert.embeddings.word_embeddings.padding_idx is None
+    for name in ("type_vocab_size", "layer_norm_eps", "initializer_range", "max_position_embeddings"):
+        assert getattr(ours.config, name) == getattr(theirs.config, name), name
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_models_it_does_not_cover_load_through_transformers(tmp_path):
     folder = _copy_model(tmp_path, hidden_act="gelu_new")
     assert bert.load(folder, 2, 0.1, 0) is None
