@@ -77,7 +77,7 @@ def _splits(raw, task_name: str, n_train: int, n_dev: int):
 ])
 def test_fine_tunes_equal_transformers_bit_for_bit(raw, task_name, lane, precision):
     task = get_task(task_name)
-    # 2 epochs of 2 steps (one of 8 pairs); bf16, emulated on CPUs without bf16 units, 1 step of 8 pairs
+    # 2 epochs of 2 steps (one of 8 pairs); bf16, many times slower on the 2-core test VM, 1 step of 8 pairs
     n_train, n_dev, epochs = (40, 24, 2) if precision == "fp32" else (8, 8, 1)
     train, dev = _splits(raw, task_name, n_train, n_dev)
     hp = TrainHparams(epochs=epochs, lr=1e-4, precision=precision)
