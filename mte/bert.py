@@ -60,12 +60,13 @@ def supported(raw: dict) -> bool:
                                                                         DEFAULTS["num_attention_heads"]) == 0)
 
 
-def readable_config(folder: str | Path) -> bool:
-    """Whether `folder` has a config.json this module covers (what the sweep's input check needs of the model)."""
+def covered_config(folder: str | Path) -> dict | None:
+    """`folder`'s config.json, parsed, if this module covers the model it describes; else None (unreadable too)."""
     try:
-        return supported(json.loads((Path(folder) / "config.json").read_text()))
+        raw = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError):
-        return False
+        return None
+    return raw if isinstance(raw, dict) and supported(raw) else None
 
 
 class Embeddings(nn.Module):
@@ -250,7 +251,8 @@ def load_tokenizer(folder: str | Path) -> Tokenizer | None:
     folder = Path(folder)
     try:
         settings = json.loads((folder / "tokenizer_config.json").read_text())
-        saved = json.loads((folder / "tokenizer.json").read_text())
+        text = (folder / "tokenizer.json").read_text()
+        saved = json.loads(text)
     except (OSError, ValueError):
         return None
     normalizer = saved.get("normalizer") or {}
@@ -262,7 +264,7 @@ def load_tokenizer(folder: str | Path) -> Tokenizer | None:
         return None
     from tokenizers import Tokenizer as Backend
 
-    backend = Backend.from_file(str(folder / "tokenizer.json"))
+    backend = Backend.from_str(text)
     pad = settings.get("pad_token", "[PAD]")
     return Tokenizer(backend, backend.token_to_id(pad if isinstance(pad, str) else pad.get("content", "[PAD]")))
 
@@ -296,9 +298,9 @@ def load(folder: str | Path, num_labels: int, dropout: float, seed: int) -> Bert
     """The pretrained encoder in `folder` with a classification head drawn from `seed` as transformers draws it
     (normal(0, initializer_range) weight, zero bias); None where this module does not cover the model."""
     folder = Path(folder)
-    if not readable_config(folder):
+    raw = covered_config(folder)
+    if raw is None:
         return None
-    raw = json.loads((folder / "config.json").read_text())
     try:
         state = _read_weights(folder)
     except Exception:

@@ -90,7 +90,7 @@ def load_tokenizer(model: ModelHparams, transformers_code: bool = False):
 def check_model(model: ModelHparams) -> None:
     """The model's configuration and tokenizer load (not its weights: that is a trial's first step)."""
     path = resolve_model_path(model.model)
-    if _local(path) and bert.readable_config(path):
+    if _local(path) and bert.covered_config(path) is not None:
         load_tokenizer(model)
         return
     from transformers import AutoConfig

@@ -24,6 +24,13 @@ from mte.training import fine_tune
 MODEL = ModelHparams()
 
 
+def assert_same_state(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
+    """The same state-dict keys, in the same order, holding equal tensors."""
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.fixture(scope="module")
 def raw(glue_dir):
     return data_mod.load_splits(get_task("mrpc"), glue_dir, DataHparams())
@@ -48,9 +55,7 @@ def test_loaded_weights_names_and_head_equal_transformers(seed):
     ours = load_model(MODEL, get_task("mrpc"), seed)
     theirs = load_model(MODEL, get_task("mrpc"), seed, transformers_code=True)
     assert isinstance(ours, bert.BertForSequenceClassification)
-    a, b = ours.state_dict(), theirs.state_dict()
-    assert list(a) == list(b)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_state(ours, theirs)
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
     assert sum(type(m) is torch.nn.Dropout for m in ours.modules()) == sum(
         type(m) is torch.nn.Dropout for m in theirs.modules())
@@ -91,9 +96,8 @@ def test_fine_tunes_equal_transformers_bit_for_bit(raw, task_name, lane, precisi
     assert np.array_equal(ours.dev_logits, theirs.dev_logits)
     assert np.array_equal(ours.test_logits, theirs.test_logits)
     assert ours.loss_trace == theirs.loss_trace
-    a, b = nets[0].state_dict(), nets[1].state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["bert.encoder.layer.0.attention.self.query.weight"],
+    assert_same_state(*nets)
+    assert not torch.equal(nets[0].state_dict()["bert.encoder.layer.0.attention.self.query.weight"],
                            load_model(MODEL, task, 3).state_dict()["bert.encoder.layer.0.attention.self.query.weight"])
 
 
@@ -131,8 +135,7 @@ def test_config_fields_left_out_or_null_are_read_as_transformers_reads_them(tmp_
     assert theirs.bert.embeddings.word_embeddings.padding_idx is None
     for name in ("type_vocab_size", "layer_norm_eps", "initializer_range", "max_position_embeddings"):
         assert getattr(ours.config, name) == getattr(theirs.config, name), name
-    a, b = ours.state_dict(), theirs.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_state(ours, theirs)
 
 
 def test_models_it_does_not_cover_load_through_transformers(tmp_path):
@@ -163,9 +166,8 @@ def test_an_old_checkpoint_layout_loads_as_transformers_loads_it(tmp_path, weigh
     ours = load_model(model, get_task("mrpc"), 1)
     theirs = load_model(model, get_task("mrpc"), 1, transformers_code=True)
     assert isinstance(ours, bert.BertForSequenceClassification)
-    a, b = ours.state_dict(), theirs.state_dict()
-    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
-    assert torch.equal(a["bert.embeddings.LayerNorm.weight"], state["embeddings.LayerNorm.weight"])
+    assert_same_state(ours, theirs)
+    assert torch.equal(ours.state_dict()["bert.embeddings.LayerNorm.weight"], state["embeddings.LayerNorm.weight"])
 
 
 def test_a_run_imports_no_transformers(tmp_path, generated_glue):
