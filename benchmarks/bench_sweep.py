@@ -5,6 +5,7 @@ Goal: overhead ≤ 5%. Also compares trial layouts on this machine: 2 trials × 
     python benchmarks/bench_sweep.py                          # the quick sweep, layouts 2x1 and 1x2
     python benchmarks/bench_sweep.py --layouts 2x1 --methods baseline,bagging
     python benchmarks/bench_sweep.py --timeline                 # also each trial run's start and end
+    python benchmarks/bench_sweep.py --layouts 2x1 --seeds 10   # a longer sweep: one group of 10 seeds
 
 It also prints the tightest packing of the trials' own durations on the slots (exact for 1–2 slots): the idle
 time even a scheduler without start-up or gaps would leave, because whole trials do not divide evenly.
@@ -85,9 +86,10 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--layouts", default="2x1,1x2", help="TRIALSxTHREADS, comma-separated (2 cores here)")
     p.add_argument("--methods", default=None, help="override the preset's methods (comma list)")
+    p.add_argument("--seeds", type=int, default=None, help="override the preset's seeds (3)")
     p.add_argument("--timeline", action="store_true", help="print each trial run's start and end")
     a = p.parse_args()
-    extra = ["--methods", a.methods] if a.methods else []
+    extra = (["--methods", a.methods] if a.methods else []) + (["--seeds", str(a.seeds)] if a.seeds else [])
     print(machine_line())
     for layout in a.layouts.split(","):
         trials, threads = (int(x) for x in layout.split("x"))
@@ -98,7 +100,8 @@ def main() -> None:
               f"{1 - busy:.1%} (goal ≤ 5%)", flush=True)
         per_trial = (f["in_trials"] - f["compute"]) / f["trials"]
         idle = f["wall"] * f["slots"] - f["in_trials"]
-        print(f"  driver start-up to the first trial {f['startup']:.1f} s; after the last trial {f['tail']:.1f} s; "
+        print(f"  driver start-up to the first trial {f['startup']:.1f} s "
+              f"({f['startup'] / f['wall']:.1%} of wall × slots); after the last trial {f['tail']:.1f} s; "
               f"trial runs hold {f['in_trials']:.1f} slot-s, of which {f['in_trials'] - f['compute']:.1f} s is not "
               f"fine-tuning ({per_trial:.1f} s a trial: model, data, store, MLflow logging); slots idle "
               f"{idle:.1f} slot-s (start-up, tail, waiting for ACTIVE-LT's chain, uneven trials); outside the "
@@ -108,7 +111,7 @@ def main() -> None:
               f"mte.bert also imports transformers' model code), {f['logging']:.1f} s MLflow logging and artifact "
               f"upload (log_s), {f['in_trials'] - f['in_calls'] - f['logging']:.1f} s the rest of the trial runs",
               flush=True)
-        floor = f["packed"] * f["slots"] - f["jobs"]
+        floor = max(0.0, f["packed"] * f["slots"] - f["jobs"])  # the packing is exact to 0.1 s
         print(f"  the trials' own durations packed as tightly as possible on {f['slots']} slot(s): "
               f"{f['packed']:.1f} s; "
               f"slot-s even that leaves idle (trials do not divide evenly over the slots) {floor:.1f} = "
