@@ -52,12 +52,13 @@ class BertConfig:
 
 
 def supported(raw: dict) -> bool:
-    """Whether a config.json describes the plain encoder this module computes exactly."""
+    """Whether a config.json describes the plain encoder this module computes exactly (a head count that does not
+    divide the hidden size, zero or not a number included, is left to transformers, which reports it)."""
+    hidden, heads = (raw.get(k, DEFAULTS[k]) for k in ("hidden_size", "num_attention_heads"))
     return (raw.get("model_type") == "bert" and raw.get("hidden_act", "gelu") == "gelu"
             and raw.get("position_embedding_type", "absolute") == "absolute" and not raw.get("is_decoder", False)
             and not raw.get("add_cross_attention", False) and not raw.get("chunk_size_feed_forward", 0)
-            and raw.get("hidden_size", DEFAULTS["hidden_size"]) % raw.get("num_attention_heads",
-                                                                        DEFAULTS["num_attention_heads"]) == 0)
+            and isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads == 0)
 
 
 def covered_config(folder: str | Path) -> dict | None:

@@ -124,7 +124,8 @@ def test_config_fields_left_out_or_null_are_read_as_transformers_reads_them(tmp_
     """No pad token (`null`: no embedding row is spared its gradient) and fields left to BertConfig's defaults."""
     folder = _copy_model(tmp_path, pad_token_id=None)
     saved = json.loads((folder / "config.json").read_text())
-    for field in ("type_vocab_size", "layer_norm_eps", "initializer_range", "max_position_embeddings"):
+    left_out = ("type_vocab_size", "layer_norm_eps", "initializer_range", "max_position_embeddings")
+    for field in left_out:
         saved.pop(field)
     (folder / "config.json").write_text(json.dumps(saved))
     model = ModelHparams(model=str(folder))
@@ -133,7 +134,7 @@ def test_config_fields_left_out_or_null_are_read_as_transformers_reads_them(tmp_
     assert isinstance(ours, bert.BertForSequenceClassification)
     assert ours.bert.embeddings.word_embeddings.padding_idx is None
     assert theirs.bert.embeddings.word_embeddings.padding_idx is None
-    for name in ("type_vocab_size", "layer_norm_eps", "initializer_range", "max_position_embeddings"):
+    for name in left_out:
         assert getattr(ours.config, name) == getattr(theirs.config, name), name
     assert_same_state(ours, theirs)
 
@@ -144,6 +145,13 @@ def test_models_it_does_not_cover_load_through_transformers(tmp_path):
     net = load_model(ModelHparams(model=str(folder)), get_task("mrpc"), 0)
     assert type(net).__module__.startswith("transformers.")
     assert net.config.hidden_act == "gelu_new"
+
+
+@pytest.mark.parametrize("heads", [0, 5, "12"])
+def test_a_head_count_it_cannot_split_by_is_not_covered(tmp_path, heads):
+    """Zero heads, heads that do not divide the hidden size (384) or a count that is not a number: no exception
+    from the check, the model is left to transformers."""
+    assert bert.covered_config(_copy_model(tmp_path, num_attention_heads=heads)) is None
 
 
 @pytest.mark.parametrize("weights_file", ["model.safetensors", "pytorch_model.bin"])
