@@ -2,13 +2,16 @@
 1, 2, 4 and 8 trials sharing one GPU), and the full MRPC protocol (5 methods × 20 seeds, MiniLM). Goal: the full
 protocol in ≤ 10 minutes on one H100. The `malloc` stage runs one fine-tune as a whole process under glibc's
 malloc and under TCMalloc (what an `mte` command preloads where it is installed, as in the Dockerfile), alternating,
-and compares their logits byte for byte.
+and compares their logits byte for byte. The `bert` stage runs one fine-tune as a whole process with the model
+computed by `mte.bert` and by transformers' BertForSequenceClassification (the same weights, head and tokens),
+alternating, and compares their logits: bit for bit with `--deterministic`.
 
     python benchmarks/bench_gpu.py                                # everything, trials through `mte sweep` (Ray)
     python benchmarks/bench_gpu.py --runner core                  # trials as N worker processes, no Ray/MLflow
     python benchmarks/bench_gpu.py --stages precision,packing     # leave out the full protocol (the long part)
     python benchmarks/bench_gpu.py --tiny --runner core           # smoke test on any machine (CPU too)
     python benchmarks/bench_gpu.py --stages malloc --tcmalloc /path/libtcmalloc_minimal.so.4
+    python benchmarks/bench_gpu.py --runner core --stages bert --deterministic   # mte.bert against transformers
 
 `--runner ray` runs `mte sweep --gpus-per-trial 1/N` (Ray places N trials on the GPU). `--runner core` runs the
 same (method, seed) units in N worker processes that share one GPU and one result store, through the science
@@ -33,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from mte.training import FineTuneResult
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-STAGES = ("malloc", "precision", "packing", "protocol")
+STAGES = ("malloc", "bert", "precision", "packing", "protocol")
 PER_GPU = (1, 2, 4, 8)
 
 
@@ -51,6 +56,7 @@ class Setup:
     lr: float | None
     precision: str
     tiny: bool
+    transformers_code: bool = False  # the model through transformers even where mte.bert covers it
 
     def spec(self, method: str = "baseline", seed: int = 0, precision: str | None = None):
         from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
@@ -67,28 +73,30 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def one_fine_tune(setup: Setup, precision: str) -> tuple[float, float, FineTuneResult]:
-    """(wall seconds, dev accuracy, FineTuneResult) of one full-train MRPC fine-tune with test logits (model loading
-    and tokenising not timed)."""
+def one_fine_tune(setup: Setup, precision: str) -> tuple[float, float, FineTuneResult, nn.Module]:
+    """(wall seconds, dev accuracy, FineTuneResult, the trained model) of one full-train MRPC fine-tune with test
+    logits (model loading and tokenising not timed)."""
     import torch
 
-    from mte.lottery import open_workspace
+    from mte.lottery import load_data
+    from mte.models import load_model
     from mte.training import fine_tune
 
     spec = setup.spec(precision=precision)
-    ws = open_workspace(spec, setup.data_dir)
-    d = ws.data
+    d = load_data(spec, setup.data_dir)
+    net = load_model(spec.model, d.task, spec.seed, transformers_code=setup.transformers_code)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    out = fine_tune(ws.net, d.task, d.train, d.dev, d.test, spec.train, 0, d.pad_id)
-    return time.perf_counter() - start, out.epochs[-1]["accuracy"], out
+    out = fine_tune(net, d.task, d.train, d.dev, d.test, spec.train, 0, d.pad_id)
+    return time.perf_counter() - start, out.epochs[-1]["accuracy"], out, net
 
 
-# --- malloc stage: whole processes under glibc's malloc and under TCMalloc ---
+# --- malloc and bert stages: whole processes of one fine-tune, two variants alternating ---
 
 def _fine_tune_process(setup: Setup, out_dir: Path, deterministic: bool) -> None:
-    """The child of the malloc stage: one fp32 fine-tune; its logits go to `out_dir`, its figures to stdout."""
+    """The child of the malloc and bert stages: one fp32 fine-tune; its logits go to `out_dir`, its figures to
+    stdout."""
     import json
 
     import numpy as np
@@ -97,11 +105,12 @@ def _fine_tune_process(setup: Setup, out_dir: Path, deterministic: bool) -> None
 
     if deterministic:
         torch.use_deterministic_algorithms(True)
-    wall, acc, out = one_fine_tune(setup, "fp32")
+    wall, acc, out, net = one_fine_tune(setup, "fp32")
     np.save(out_dir / "dev.npy", out.dev_logits)
     np.save(out_dir / "test.npy", out.test_logits)
     maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
     print(json.dumps({"fine_tune_s": wall, "accuracy": acc, "tcmalloc_mapped": "tcmalloc" in maps,
+                      "model_class": f"{type(net).__module__}.{type(net).__name__}",
                       "peak_rss_gb": peak_rss_gb(),
                       "cuda_peak_gb": torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else 0.0}))
 
@@ -125,40 +134,77 @@ def _compare(a: Path, b: Path) -> str:
     return ", ".join(parts)
 
 
-def malloc_stage(setup: Setup, lib: str, argv: list[str], repeats: int) -> None:
-    """Whole processes of one fine-tune, alternating glibc's malloc and TCMalloc; every run's logits against the
-    first glibc run's (two glibc runs show what differs between runs anyway, e.g. non-deterministic CUDA kernels)."""
+def processes_stage(title: str, variants: list[tuple[str, dict[str, str], list[str]]], argv: list[str],
+                    repeats: int) -> None:
+    """Whole processes of one fine-tune, `repeats` per variant (label, environment, extra arguments), alternating;
+    every run's logits against the first run of the first variant (two runs of one variant show what differs
+    between runs anyway, e.g. non-deterministic CUDA kernels)."""
     import json
 
-    epochs = setup.spec().train.epochs
-    print(f"malloc: whole processes of one fp32 fine-tune ({epochs} epochs, test scored), {repeats} per allocator, "
-          f"alternating; TCMalloc {lib}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="mte-gpu-malloc-") as tmp:
+    print(title, flush=True)
+    with tempfile.TemporaryDirectory(prefix="mte-gpu-processes-") as tmp:
         runs: list[tuple[str, Path, float, dict]] = []
         for r in range(repeats):
-            for kind in (("system", "tcmalloc") if r % 2 == 0 else ("tcmalloc", "system")):
-                out = Path(tmp) / f"{kind}{r}"
+            for label, env, extra in (variants if r % 2 == 0 else variants[::-1]):
+                out = Path(tmp) / f"{len(runs)}"
                 out.mkdir()
-                cmd = [sys.executable, __file__, *argv, "--one-fine-tune", str(out)]
+                cmd = [sys.executable, __file__, *argv, *extra, "--one-fine-tune", str(out)]
                 start = time.perf_counter()
-                p = subprocess.run(cmd, env=_child_env(lib if kind == "tcmalloc" else None), capture_output=True,
-                                   text=True)
+                p = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 wall = time.perf_counter() - start
                 if p.returncode != 0:
-                    raise SystemExit(f"{kind} run failed:\n{p.stderr[-2000:]}")
+                    raise SystemExit(f"{label} run failed:\n{p.stderr[-2000:]}")
                 fig = json.loads(p.stdout.strip().splitlines()[-1])
-                first = next((o for k, o, *_ in runs if k == "system"), None)
+                first = next((o for k, o, *_ in runs if k == variants[0][0]), None)
                 same = _compare(first, out) if first is not None else "(the reference)"
-                runs.append((kind, out, wall, fig))
-                print(f"  {kind:8s} process {wall:6.1f} s, fine-tune {fig['fine_tune_s']:5.1f} s, dev accuracy "
+                runs.append((label, out, wall, fig))
+                print(f"  {label:12s} process {wall:6.1f} s, fine-tune {fig['fine_tune_s']:5.1f} s, dev accuracy "
                       f"{fig['accuracy']:.4f}, peak RSS {fig['peak_rss_gb']:.2f} GB, CUDA peak "
-                      f"{fig['cuda_peak_gb']:.2f} GB, TCMalloc mapped: {fig['tcmalloc_mapped']}; logits: {same}",
-                      flush=True)
-        for kind in ("system", "tcmalloc"):
-            walls = [w for k, _, w, _ in runs if k == kind]
-            fts = [f["fine_tune_s"] for k, _, _, f in runs if k == kind]
-            print(f"  {kind:8s} median process {statistics.median(walls):.1f} s, fine-tune "
+                      f"{fig['cuda_peak_gb']:.2f} GB, TCMalloc mapped: {fig['tcmalloc_mapped']}, model "
+                      f"{fig['model_class']}; logits: {same}", flush=True)
+        for label, *_ in variants:
+            walls = [w for k, _, w, _ in runs if k == label]
+            fts = [f["fine_tune_s"] for k, _, _, f in runs if k == label]
+            print(f"  {label:12s} median process {statistics.median(walls):.1f} s, fine-tune "
                   f"{statistics.median(fts):.1f} s", flush=True)
+
+
+def malloc_stage(setup: Setup, lib: str, argv: list[str], repeats: int) -> None:
+    """Whole processes under glibc's malloc and under TCMalloc."""
+    processes_stage(f"malloc: whole processes of one fp32 fine-tune ({setup.spec().train.epochs} epochs, test "
+                    f"scored), {repeats} per allocator, alternating; TCMalloc {lib}",
+                    [("system", _child_env(None), []), ("tcmalloc", _child_env(lib), [])], argv, repeats)
+
+
+def same_forward(setup: Setup) -> str:
+    """Dev logits of the freshly loaded model (eval mode, fp32, no TF32) through mte.bert and through transformers'
+    model, in this process: their largest difference, or 'identical' where equal bit for bit."""
+    import torch
+
+    from mte.lottery import load_data
+    from mte.models import load_model
+    from mte.training import default_device, predict
+
+    spec = setup.spec()
+    d = load_data(spec, setup.data_dir)
+    device = default_device()
+    logits = []
+    for transformers_code in (False, True):
+        net = load_model(spec.model, d.task, spec.seed, transformers_code=transformers_code).to(device).eval()
+        with torch.no_grad():
+            logits.append(predict(net, d.dev, d.pad_id, device))
+    a, b = logits
+    return "identical" if a.tobytes() == b.tobytes() else f"max |diff| {abs(a - b).max():.2e}"
+
+
+def bert_stage(setup: Setup, argv: list[str], repeats: int, deterministic: bool) -> None:
+    """mte.bert against transformers' model: one forward in this process, then whole fine-tune processes."""
+    print(f"bert: dev logits of the loaded model (eval, fp32), mte.bert vs transformers: {same_forward(setup)}",
+          flush=True)
+    processes_stage(f"bert: whole processes of one fp32 fine-tune ({setup.spec().train.epochs} epochs, test scored), "
+                    f"{repeats} per model code, alternating; deterministic algorithms: {deterministic}",
+                    [("mte.bert", dict(os.environ), []), ("transformers", dict(os.environ), ["--transformers-code"])],
+                    argv, repeats)
 
 
 # --- core runner: N worker processes sharing one GPU and one store ---
@@ -274,10 +320,11 @@ def main() -> None:
     p.add_argument("--precisions", default="fp32,tf32,bf16", help="the precision stage's, comma-separated")
     p.add_argument("--protocol-seconds", type=float, default=None, help="stop the protocol stage after this long")
     p.add_argument("--tcmalloc", default=None, help="the malloc stage's library (default: the one mte preloads)")
-    p.add_argument("--malloc-repeats", type=int, default=2, help="whole processes per allocator")
+    p.add_argument("--malloc-repeats", type=int, default=2, help="whole processes per allocator (or model code)")
     p.add_argument("--deterministic", action="store_true",
-                   help="the malloc stage's processes use PyTorch's deterministic algorithms (CUDA runs repeat bit "
-                        "for bit), to compare allocators byte for byte")
+                   help="the malloc and bert stages' processes use PyTorch's deterministic algorithms (CUDA runs "
+                        "repeat bit for bit), to compare their variants byte for byte")
+    p.add_argument("--transformers-code", action="store_true", help=argparse.SUPPRESS)  # the bert stage's child
     p.add_argument("--one-fine-tune", type=Path, default=None, help=argparse.SUPPRESS)  # the malloc stage's child
     a = p.parse_args()
     if a.deterministic:  # cuBLAS needs this before CUDA starts (PyTorch's reproducibility notes)
@@ -288,7 +335,7 @@ def main() -> None:
     if name is None and not a.tiny:
         print("no CUDA device on this machine: nothing measured (GPU figures need a GPU; see benchmarks/RESULTS.md)")
         return
-    setup = Setup(a.data_dir or default_data_dir(), a.model, a.lr, a.precision, a.tiny)
+    setup = Setup(a.data_dir or default_data_dir(), a.model, a.lr, a.precision, a.tiny, a.transformers_code)
     if a.one_fine_tune is not None:
         return _fine_tune_process(setup, a.one_fine_tune, a.deterministic)
     print(f"device: {name or 'CPU (--tiny smoke test)'}; runner {a.runner}; data {setup.data_dir}; model {a.model}",
@@ -301,10 +348,12 @@ def main() -> None:
             print("malloc: TCMalloc is not installed here (--tcmalloc names its library): stage skipped", flush=True)
         else:
             malloc_stage(setup, lib, sys.argv[1:], a.malloc_repeats)
+    if "bert" in stages:
+        bert_stage(setup, sys.argv[1:], a.malloc_repeats, a.deterministic)
     if "precision" in stages:
         one_fine_tune(setup, "fp32")  # warm-up: CUDA context, cuBLAS handles, kernel selection
         for precision in a.precisions.split(","):
-            wall, acc, _ = one_fine_tune(setup, precision)
+            wall, acc, *_ = one_fine_tune(setup, precision)
             print(f"one MiniLM MRPC fine-tune, {setup.spec().train.epochs} epochs, {precision}: {wall:.1f} s, "
                   f"dev accuracy {acc:.4f}", flush=True)
     best = (None, 0.0)

@@ -1,4 +1,5 @@
-"""One fine-tune, readable top to bottom: AdamW, linear decay to zero, clipping, masks, L1 regulariser.
+"""One fine-tune, readable top to bottom: AdamW (PyTorch's fused kernel, `mte.adamw`), linear decay to zero,
+clipping, masks, L1 regulariser.
 
 Schedule: the factor used at step t of T is (T − t)/T (Hugging Face's linear schedule without warmup),
 so it reaches exactly 0 when the last step completes; it restarts in every fine-tune. τ follows it.
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mte import dropout, heap
+from mte import adamw, dropout, heap
 from mte.data import TokenizedSplit, eval_batches, train_batches
 from mte.errors import MteError
 from mte.hparams import TrainHparams
@@ -81,8 +82,8 @@ class MaskedAdamW:
         self.tau = reg.tau if reg_names else 0.0
         self.reg_params = [params[n] for n in reg_names]
         self.reg_coef = [reg.coefficients[n].to(device, torch.float32) for n in reg_names] if reg_names else []
-        self.optimizer = torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay,
-                                           fused=device.type in ("cpu", "cuda"))
+        self.optimizer = (adamw.FusedAdamW(self.params, hp.lr, hp.weight_decay) if adamw.supported(device)
+                          else torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay))
         self.apply_mask()
 
     @torch.no_grad()
