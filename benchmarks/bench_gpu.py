@@ -179,8 +179,6 @@ def malloc_stage(setup: Setup, lib: str, argv: list[str], repeats: int) -> None:
 def same_forward(setup: Setup) -> str:
     """Dev logits of the freshly loaded model (eval mode, fp32, no TF32) through mte.bert and through transformers'
     model, in this process: their largest difference, or 'identical' where equal bit for bit."""
-    import torch
-
     from mte.lottery import load_data
     from mte.models import load_model
     from mte.training import default_device, predict
@@ -190,9 +188,8 @@ def same_forward(setup: Setup) -> str:
     device = default_device()
     logits = []
     for transformers_code in (False, True):
-        net = load_model(spec.model, d.task, spec.seed, transformers_code=transformers_code).to(device).eval()
-        with torch.no_grad():
-            logits.append(predict(net, d.dev, d.pad_id, device))
+        net = load_model(spec.model, d.task, spec.seed, transformers_code=transformers_code).to(device)
+        logits.append(predict(net, d.dev, d.pad_id, device))  # eval mode, inference mode
     a, b = logits
     return "identical" if a.tobytes() == b.tobytes() else f"max |diff| {abs(a - b).max():.2e}"
 
