@@ -1,7 +1,8 @@
 """Where one fine-tune's steps spend their time, per model code: `mte.bert` against transformers' model, each in
 a fresh process (so one's imports cannot change the other), with torch.profiler over steps 21..40 of an MRPC
 fine-tune (batch 32, 1 epoch, the real loop). Prints ms per step (host clock between steps 41 and the last, the
-device synchronised) and the ops taking the most device time (CPU time without CUDA).
+device synchronised; no profiling after step 40) and the ops taking the most device time (CPU time without
+CUDA) in steps 21..40.
 
     python benchmarks/profile_step.py --model /tmp/minilm --data-dir .gpu/glue            # both codes
     python benchmarks/profile_step.py --codes mte,mte+transformers-imported               # an import's side effects
@@ -43,7 +44,9 @@ def profile(code: str, model: str, data_dir: Path | None, lr: float, train_limit
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     marks: dict[int, float] = {}
 
-    with profile(activities=activities, schedule=schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE)) as prof:
+    # repeat=1: one profiled window; without it the schedule cycles through the whole fine-tune, so the table
+    # would hold the last window (a partial one too) and the timed steps after step 41 would include profiling
+    with profile(activities=activities, schedule=schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE, repeat=1)) as prof:
         def on_step(step: int, total: int) -> None:
             prof.step()
             if step in (WAIT + WARMUP + ACTIVE + 1, total):
