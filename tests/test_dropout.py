@@ -32,6 +32,18 @@ def test_other_rates(p):
     assert torch.equal(dropout.lane_dropout(x, 0.5, training=False), x)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.9])
+def test_multiplier_is_the_where_formulation_bit_for_bit(p, dtype):
+    """The scaled cast that builds the multiplier gives `torch.where(keep, 1/(1−p), 0.0).to(dtype)`'s bits (how
+    it was built before), so the same masks scale activations, and so logits, identically."""
+    keep = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0)) >= p
+    built = dropout._multiplier(keep, p, dtype)
+    ref = torch.where(keep, 1.0 / (1.0 - p), 0.0).to(dtype)
+    bits = torch.int16 if dtype == torch.bfloat16 else torch.int32
+    assert built.dtype == dtype and torch.equal(built.view(bits), ref.view(bits))
+
+
 def test_masks_follow_the_seed_and_gradients_use_the_same_mask():
     torch.manual_seed(7)
     a = dropout.keep_scale((64, 33), 0.1, torch.float32)
