@@ -9,43 +9,53 @@ bit-equal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from mte import dropout
-
-CURRENT = dropout._multiplier
 
 
 def where_multiplier(keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(keep, 1.0 / (1.0 - p), 0.0).to(dtype)
 
 
+BUILDS = {"current": dropout._multiplier, "where": where_multiplier}
+
+
+@contextlib.contextmanager
+def built_by(name: str) -> Iterator[None]:
+    """Lane dropout with the multiplier `BUILDS[name]` inside the block (callers look the name up at call time)."""
+    dropout._multiplier = BUILDS[name]
+    try:
+        yield
+    finally:
+        dropout._multiplier = BUILDS["current"]
+
+
 def timed(fn: Callable[[], object], rounds: int, calls: int) -> dict[str, float]:
     """Median ms per call of `fn` under each multiplier, rounds alternating which goes first."""
-    times: dict[str, list[float]] = {"current": [], "where": []}
+    times: dict[str, list[float]] = {name: [] for name in BUILDS}
     for r in range(rounds):
-        order = [("current", CURRENT), ("where", where_multiplier)]
-        for name, build in order if r % 2 == 0 else order[::-1]:
-            dropout._multiplier = build
-            fn()  # warm
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[name].append((time.perf_counter() - start) / calls * 1e3)
-    dropout._multiplier = CURRENT
+        for name in list(BUILDS) if r % 2 == 0 else list(BUILDS)[::-1]:
+            with built_by(name):
+                fn()  # warm
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                times[name].append((time.perf_counter() - start) / calls * 1e3)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
 def outputs(fn: Callable[[], tuple[torch.Tensor, ...]]) -> bool:
+    """Whether `fn`'s outputs are bit-equal under both multipliers."""
     results = []
-    for build in (CURRENT, where_multiplier):
-        dropout._multiplier = build
-        results.append(fn())
-    dropout._multiplier = CURRENT
+    for name in BUILDS:
+        with built_by(name):
+            results.append(fn())
     return all(torch.equal(a.view(torch.int32), b.view(torch.int32)) for a, b in zip(*results, strict=True))
 
 
