@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mte import cls_tail
 from mte import dropout as dropout_mod
 
 # transformers' BertConfig defaults for the fields read here (a config.json may leave any of them out)
@@ -157,6 +158,13 @@ class Layer(nn.Module):
         x = self.attention(x, mask)
         return self.output(self.intermediate(x), x)
 
+    def first_rows(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """`forward`'s output where a classifier reads it (the first row of each sequence; zero elsewhere), bit for
+        bit, for a fraction of the work where `mte.cls_tail` applies; else `forward`."""
+        if not cls_tail.applies(x, self.training, (self.attention.output.dropout, self.output.dropout)):
+            return self(x, mask)
+        return cls_tail.tail(self, self.attention.self(x, mask), x)
+
 
 class Encoder(nn.Module):
     def __init__(self, c: BertConfig):
@@ -196,8 +204,11 @@ class BertModel(nn.Module):
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embeddings(input_ids, token_type_ids)
         mask = self.attention_mask(attention_mask, x)
-        for layer in self.encoder.layer:
+        layers = list(self.encoder.layer)
+        for layer in layers[:-1]:
             x = layer(x, mask)
+        if layers:
+            x = layers[-1].first_rows(x, mask)  # the pooler reads the first rows only
         return self.pooler(x)
 
 
