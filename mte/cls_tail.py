@@ -3,8 +3,9 @@
 A sequence classifier reads one row of the last layer's output, the first token's (the pooler's input). That
 layer's attention needs every row's key and value, but its output dense, LayerNorms and feed-forward block
 (9 of the layer's 12 hidden² multiply-adds per token) only matter for that row: the other rows' outputs get
-zero gradient. `tail` computes them for the first row of each sequence, in a MiniLM step about 8% of the
-matrix products. What it must not change is a single bit:
+zero gradient. `tail` computes them for the first row of each sequence: 8% of a MiniLM step's matrix products
+(weight gradients stay full-size, below), 0.943× the time of a training batch's forward and backward
+(`benchmarks/bench_cls_tail.py`). What it must not change is a single bit:
 
 - forward rows and input gradients are matrix products of fewer rows, which the CPU BLAS computes per row as it
   does for all rows from 12 rows on (fewer rows take a small-matrix path): `MIN_ROWS` pads them with zero rows;
