@@ -3,7 +3,8 @@
 Why: every process that loads a model through transformers first imports its model code (torch.distributed.tensor,
 torch._dynamo and SciPy's optimizer come with it), seconds of every `mte run` and again of every trial process of a
 sweep (benchmarks/RESULTS.md, lever 8). This module computes what `BertForSequenceClassification` computes, op for
-op, so logits, gradients and trained weights are bit for bit those of the transformers model (`tests/test_bert.py`
+op (on CPUs the last layer after its attention only for the rows the pooler reads, through `mte.cls_tail`: lever
+11), so logits, gradients and trained weights are bit for bit those of the transformers model (`tests/test_bert.py`
 compares them), with the same parameter names, so masks and stored heads are interchangeable. It covers the plain
 encoder only; `load` returns None for anything else (another architecture, another activation, relative positions,
 a checkpoint whose keys do not match one to one), and `mte.models` then loads through transformers as before.

@@ -57,19 +57,19 @@ class _Tail(torch.autograd.Function):
     for the first row; returns the full (batch, length, hidden) output with zeros in the other rows."""
 
     @staticmethod
-    def forward(fctx, context, x, keep1, keep2, p1, p2, w_ao, b_ao, g1, be1, w_i, b_i, w_o, b_o, g2, be2, eps):
+    def forward(fctx, context, x, keep1, keep2, p1, p2, w_ao, b_ao, g1, be1, eps1, w_i, b_i, w_o, b_o, g2, be2, eps2):
         batch, length, hidden = x.shape
         c0 = context[:, 0].contiguous()
         a = _rows(c0, lambda r: F.linear(r, w_ao, b_ao))
         m1 = dropout_mod._multiplier(keep1, p1, a.dtype) if keep1 is not None else None
         s1 = (a * m1 if m1 is not None else a) + x[:, 0]
-        h1, mean1, rstd1 = torch.native_layer_norm(s1, [hidden], g1, be1, eps)
+        h1, mean1, rstd1 = torch.native_layer_norm(s1, [hidden], g1, be1, eps1)
         i = _rows(h1, lambda r: F.linear(r, w_i, b_i))
         g = F.gelu(i)
         o = _rows(g, lambda r: F.linear(r, w_o, b_o))
         m2 = dropout_mod._multiplier(keep2, p2, o.dtype) if keep2 is not None else None
         s2 = (o * m2 if m2 is not None else o) + h1
-        h2, mean2, rstd2 = torch.native_layer_norm(s2, [hidden], g2, be2, eps)
+        h2, mean2, rstd2 = torch.native_layer_norm(s2, [hidden], g2, be2, eps2)
         fctx.save_for_backward(context, keep1, keep2, s1, mean1, rstd1, h1, i, g, s2, mean2, rstd2,
                                w_ao, g1, be1, w_i, w_o, g2, be2)
         fctx.p1, fctx.p2 = p1, p2
@@ -107,8 +107,8 @@ class _Tail(torch.autograd.Function):
         da = ds1 * dropout_mod._multiplier(keep1, p1, ds1.dtype) if keep1 is not None else ds1
         dc0, dw_ao, db_ao = linear_backward(da, context.reshape(batch * length, hidden), w_ao)
         dcontext = _scatter(dc0, batch, length).view(batch, length, hidden)
-        return (dcontext, ds1_full, None, None, None, None, dw_ao, db_ao, dg1, dbe1, dw_i, db_i, dw_o, db_o, dg2, dbe2,
-                None)
+        return (dcontext, ds1_full, None, None, None, None, dw_ao, db_ao, dg1, dbe1, None, dw_i, db_i, dw_o, db_o, dg2,
+                dbe2, None)
 
 
 def tail(layer: nn.Module, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -120,5 +120,6 @@ def tail(layer: nn.Module, context: torch.Tensor, x: torch.Tensor) -> torch.Tens
     keep1 = dropout_mod.keep_mask(x.shape, p1, x.device)[:, 0] if p1 > 0.0 else None
     keep2 = dropout_mod.keep_mask(x.shape, p2, x.device)[:, 0] if p2 > 0.0 else None
     return _Tail.apply(context, x, keep1, keep2, p1, p2, out1.dense.weight, out1.dense.bias, out1.LayerNorm.weight,
-                       out1.LayerNorm.bias, inter.dense.weight, inter.dense.bias, out2.dense.weight,
-                       out2.dense.bias, out2.LayerNorm.weight, out2.LayerNorm.bias, out1.LayerNorm.eps)
+                       out1.LayerNorm.bias, out1.LayerNorm.eps, inter.dense.weight, inter.dense.bias,
+                       out2.dense.weight, out2.dense.bias, out2.LayerNorm.weight, out2.LayerNorm.bias,
+                       out2.LayerNorm.eps)
