@@ -45,6 +45,11 @@ def _rows(x: torch.Tensor, fn) -> torch.Tensor:
     return fn(padded)[: len(x)]
 
 
+def _dropped(x: torch.Tensor, multiplier: torch.Tensor | None) -> torch.Tensor:
+    """x times its inverted-dropout multiplier (forward and backward alike); x itself without dropout."""
+    return x if multiplier is None else x * multiplier
+
+
 def _scatter(first: torch.Tensor, batch: int, length: int) -> torch.Tensor:
     """A zero (batch · length, n) matrix whose first row of each sequence is `first` (batch, n)."""
     out = first.new_zeros((batch, length, first.shape[1]))
@@ -57,32 +62,24 @@ class _Tail(torch.autograd.Function):
     for the first row; returns the full (batch, length, hidden) output with zeros in the other rows."""
 
     @staticmethod
-    def forward(fctx, context, x, keep1, keep2, p1, p2, w_ao, b_ao, g1, be1, eps1, w_i, b_i, w_o, b_o, g2, be2, eps2):
+    def forward(fctx, context, x, m1, m2, w_ao, b_ao, g1, be1, eps1, w_i, b_i, w_o, b_o, g2, be2, eps2):
         batch, length, hidden = x.shape
-        c0 = context[:, 0].contiguous()
-        a = _rows(c0, lambda r: F.linear(r, w_ao, b_ao))
-        m1 = dropout_mod._multiplier(keep1, p1, a.dtype) if keep1 is not None else None
-        s1 = (a * m1 if m1 is not None else a) + x[:, 0]
+        a = _rows(context[:, 0].contiguous(), lambda r: F.linear(r, w_ao, b_ao))
+        s1 = _dropped(a, m1) + x[:, 0]
         h1, mean1, rstd1 = torch.native_layer_norm(s1, [hidden], g1, be1, eps1)
         i = _rows(h1, lambda r: F.linear(r, w_i, b_i))
         g = F.gelu(i)
-        o = _rows(g, lambda r: F.linear(r, w_o, b_o))
-        m2 = dropout_mod._multiplier(keep2, p2, o.dtype) if keep2 is not None else None
-        s2 = (o * m2 if m2 is not None else o) + h1
+        s2 = _dropped(_rows(g, lambda r: F.linear(r, w_o, b_o)), m2) + h1
         h2, mean2, rstd2 = torch.native_layer_norm(s2, [hidden], g2, be2, eps2)
-        fctx.save_for_backward(context, keep1, keep2, s1, mean1, rstd1, h1, i, g, s2, mean2, rstd2,
+        fctx.save_for_backward(context, m1, m2, s1, mean1, rstd1, h1, i, g, s2, mean2, rstd2,
                                w_ao, g1, be1, w_i, w_o, g2, be2)
-        fctx.p1, fctx.p2 = p1, p2
-        out = h2.new_zeros((batch, length, hidden))
-        out[:, 0] = h2
-        return out
+        return _scatter(h2, batch, length).view(batch, length, hidden)
 
     @staticmethod
     def backward(fctx, grad):
-        (context, keep1, keep2, s1, mean1, rstd1, h1, i, g, s2, mean2, rstd2,
+        (context, m1, m2, s1, mean1, rstd1, h1, i, g, s2, mean2, rstd2,
          w_ao, g1, be1, w_i, w_o, g2, be2) = fctx.saved_tensors
         batch, length, hidden = context.shape
-        p1, p2 = fctx.p1, fctx.p2
 
         def layer_norm_backward(dy0, s, mean, rstd, weight, bias):
             # the full layer's call: zero rows where its rows get no gradient (their x̂ is 0 here, a zero product)
@@ -97,29 +94,26 @@ class _Tail(torch.autograd.Function):
             return _rows(dy0, lambda r: r.mm(w)), dy.t().mm(x_full), dy.sum(0)
 
         ds2, _, dg2, dbe2 = layer_norm_backward(grad[:, 0], s2, mean2, rstd2, g2, be2)
-        do = ds2 * dropout_mod._multiplier(keep2, p2, ds2.dtype) if keep2 is not None else ds2
-        dgelu, dw_o, db_o = linear_backward(do, _scatter(g, batch, length), w_o)
+        dgelu, dw_o, db_o = linear_backward(_dropped(ds2, m2), _scatter(g, batch, length), w_o)
         di = torch.ops.aten.gelu_backward(dgelu, i)
         dh1, dw_i, db_i = linear_backward(di, _scatter(h1, batch, length), w_i)
         dh1 = ds2 + dh1  # the residual's gradient arrives first, as autograd accumulates it
         _, ds1_full, dg1, dbe1 = layer_norm_backward(dh1, s1, mean1, rstd1, g1, be1)
-        ds1 = ds1_full[:, 0]
-        da = ds1 * dropout_mod._multiplier(keep1, p1, ds1.dtype) if keep1 is not None else ds1
-        dc0, dw_ao, db_ao = linear_backward(da, context.reshape(batch * length, hidden), w_ao)
+        dc0, dw_ao, db_ao = linear_backward(_dropped(ds1_full[:, 0], m1), context.reshape(batch * length, hidden),
+                                            w_ao)
         dcontext = _scatter(dc0, batch, length).view(batch, length, hidden)
-        return (dcontext, ds1_full, None, None, None, None, dw_ao, db_ao, dg1, dbe1, None, dw_i, db_i, dw_o, db_o, dg2,
-                dbe2, None)
+        return dcontext, ds1_full, None, None, dw_ao, db_ao, dg1, dbe1, None, dw_i, db_i, dw_o, db_o, dg2, dbe2, None
 
 
 def tail(layer: nn.Module, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """`layer`'s output (an `mte.bert.Layer`) from its attention's `context` and its input `x`, right in the
     first row of each sequence and zero in the others."""
     out1, inter, out2 = layer.attention.output, layer.intermediate, layer.output
-    p1, p2 = (d.p if d.training else 0.0 for d in (out1.dropout, out2.dropout))
-    # the full layer's two masks, drawn in its order (nothing draws between them); their first rows are used
-    keep1 = dropout_mod.keep_mask(x.shape, p1, x.device)[:, 0] if p1 > 0.0 else None
-    keep2 = dropout_mod.keep_mask(x.shape, p2, x.device)[:, 0] if p2 > 0.0 else None
-    return _Tail.apply(context, x, keep1, keep2, p1, p2, out1.dense.weight, out1.dense.bias, out1.LayerNorm.weight,
+    # the full layer's two masks, drawn in its order (nothing draws between them); their first rows' multipliers
+    # (float32, as `applies` requires) scale the forward and the backward, as lane dropout's own do
+    m1, m2 = (dropout_mod._multiplier(dropout_mod.keep_mask(x.shape, d.p, x.device)[:, 0], d.p, x.dtype)
+              if d.training and d.p > 0.0 else None for d in (out1.dropout, out2.dropout))
+    return _Tail.apply(context, x, m1, m2, out1.dense.weight, out1.dense.bias, out1.LayerNorm.weight,
                        out1.LayerNorm.bias, out1.LayerNorm.eps, inter.dense.weight, inter.dense.bias,
                        out2.dense.weight, out2.dense.bias, out2.LayerNorm.weight, out2.LayerNorm.bias,
                        out2.LayerNorm.eps)
