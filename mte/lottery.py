@@ -336,7 +336,7 @@ class _SeedRunner:
                             self.spec.seed, ws.data.pad_id, mask=None if dense else mask, reg=step.reg,
                             on_step=self.on_step, epoch_eval=self.epoch_curves)
             record = FineTuneRecord(key, mask.sparsity, step.reg is not None, out.epochs, out.steps, out.wall_s,
-                                    loss_trace=out.loss_trace)
+                                    loss_trace=out.loss_trace, ran_on=out.ran_on)
             logits = {"dev": out.dev_logits} | ({"test": out.test_logits} if out.test_logits is not None else {})
             new_mask = mask
             if prune_to is not None:

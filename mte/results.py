@@ -2,7 +2,8 @@
 no pickle).
 
 Folder schema of a fine-tune (`finetunes/<key>/`):
-- `finetune.json`: the `FineTuneRecord` (mask sparsity, regularised, per-epoch metrics, steps, wall time);
+- `finetune.json`: the `FineTuneRecord` (mask sparsity, regularised, per-epoch metrics, steps, wall time, where
+  it ran);
 - `dev_logits.npy` of the fine-tuned model, and `test_logits.npy` where a seed's result may read it (a ticket,
   a BAGGING or dense unregularised fine-tune; the task has a test split): a round that only leads to a mask
   skips the test split (added if a later sweep needs it, by a retraining that reproduces the dev logits);
@@ -52,6 +53,7 @@ class FineTuneRecord:
     wall_s: float
     reused: bool = False  # loaded from the store rather than computed in this call
     loss_trace: list[float] = field(default_factory=list)  # mean train loss of every LOSS_WINDOW steps
+    ran_on: str = ""  # device, threads, torch (`mte.training.ran_on`); "" in results stored before it was recorded
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -55,6 +55,15 @@ class FineTuneResult:
     wall_s: float = 0.0
     lr_trace: list[float] = field(default_factory=list)  # learning rate used at each step
     loss_trace: list[float] = field(default_factory=list)  # mean train loss of each LOSS_WINDOW steps
+    ran_on: str = ""  # `ran_on(device)`
+
+
+def ran_on(device: torch.device) -> str:
+    """Where a fine-tune ran, as far as its bits depend on it: the device (and a CPU's thread count: one and two
+    threads give logits that differ in the 8th digit) and torch's version. Not part of any result key."""
+    where = (f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
+             else f"{device.type}, {torch.get_num_threads()} thread(s)")
+    return f"{where}, torch {torch.__version__}"
 
 
 def linear_decay(step: int, total: int) -> float:
@@ -148,7 +157,7 @@ def fine_tune(
     update = MaskedAdamW(net, hp, mask, reg, device)
     steps_per_epoch = -(-len(train) // hp.batch_size)
     total = steps_per_epoch * hp.epochs
-    result = FineTuneResult(dev_logits=np.empty(0), test_logits=None)
+    result = FineTuneResult(dev_logits=np.empty(0), test_logits=None, ran_on=ran_on(device))
     step = 0
     losses = torch.zeros(total, device=device)  # written without a sync per step, read once an epoch
     for epoch in range(hp.epochs):

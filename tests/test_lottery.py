@@ -56,6 +56,25 @@ def test_baseline_reuses_base_lt_round_zero(store, glue_dir, base_lt):
     assert baseline.mask.sparsity == 0.0
 
 
+def test_each_fine_tune_records_where_it_ran_and_a_record_from_before_that_still_loads(store, base_lt, tmp_path):
+    import json
+    import shutil
+
+    from mte.results import FINE_TUNE_JSON, load_fine_tune
+
+    ran_on = f"cpu, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
+    assert [r.ran_on for r in base_lt.rounds] == [ran_on] * 4
+    folder = store.path("finetunes", base_lt.rounds[0].key)
+    assert json.loads((folder / FINE_TUNE_JSON).read_text())["ran_on"] == ran_on
+    old = shutil.copytree(folder, tmp_path / "old")
+    record = json.loads((old / FINE_TUNE_JSON).read_text())
+    del record["ran_on"]
+    (old / FINE_TUNE_JSON).write_text(json.dumps(record))
+    loaded, logits = load_fine_tune(old)
+    assert loaded.ran_on == "" and loaded.wall_s == base_lt.rounds[0].wall_s
+    assert np.array_equal(logits["dev"], load_fine_tune(folder)[1]["dev"])
+
+
 def test_rerun_loads_instead_of_training(store, glue_dir, base_lt):
     again = run_seed(spec("base-lt"), store, glue_dir)
     assert again.key == base_lt.key

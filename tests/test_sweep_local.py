@@ -183,6 +183,8 @@ def test_runs_are_a_lab_notebook_provenance_params_curves_and_data(tiny, tmp_pat
     assert sorted(m.step for m in curve) == [1, 2] and curve[-1].value == ticket.data.metrics["dev_accuracy"]
     assert tiny.client.get_metric_history(ticket.info.run_id, "train_loss_steps")
     assert base.data.tags["reused"] in ("true", "false")
+    threads = json.loads(base.data.tags["node.resources"])["CPU"]  # one torch thread per CPU Ray assigned
+    assert base.data.tags["ran_on"] == f"cpu, {threads:g} thread(s), torch {torch.__version__}"
     parent = tiny.parent().info.run_id
     (req,) = tiny.client.list_artifacts(parent, "environment")
     text = Path(tiny.client.download_artifacts(parent, req.path, str(tmp_path))).read_text()

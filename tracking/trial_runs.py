@@ -25,6 +25,7 @@ PARENT_TAG = "mlflow.parentRunId"
 ROLE, SWEEP, TASK, METHOD, SEED, MODEL, HASH, RESULT_KEY = (
     "role", "sweep", "task", "method", "seed", "model", "hash", "result_key")
 ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
+RAN_ON = "ran_on"  # where the seed's fine-tunes ran (device, threads, torch): what bit-for-bit reruns need
 FINISHED = "FINISHED"
 
 T = TypeVar("T")
@@ -72,10 +73,12 @@ def finished_hashes(client: MlflowClient, experiment_id: str, parent_run_id: str
 def trial_tags(result: SeedResult, sweep_hash: str, unit_hash: str, parent_run_id: str) -> dict[str, str]:
     spec = result.spec
     reused = bool(result.rounds) and all(r.reused for r in result.rounds)
+    ran_on = list(dict.fromkeys(r.ran_on for r in result.rounds if r.ran_on))  # reused ones may have run elsewhere
     return {PARENT_TAG: parent_run_id, ROLE: ROLE_TRIAL, SWEEP: sweep_hash, TASK: spec.data.task,
             METHOD: spec.method.method, SEED: str(spec.seed), MODEL: spec.model.model, HASH: unit_hash,
             RESULT_KEY: result.key, "data_fingerprint": result.data_fingerprint,
-            "reused": str(reused).lower()} | provenance.tags("mte sweep (trial)")
+            "reused": str(reused).lower()} | ({RAN_ON: "; ".join(ran_on)} if ran_on else {}) \
+        | provenance.tags("mte sweep (trial)")
 
 
 def trial_params(spec: RunSpec) -> dict[str, Any]:
