@@ -30,6 +30,7 @@ from mte.fields import hp
 
 LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 as the node's address
+PRESTART_ENV = "RAY_prestart_worker_first_driver"  # read by the raylet this process starts
 TOKEN_FILE = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "mte" / "ray_auth_token"
 DEFAULT_RAY_PORT = 6379
 
@@ -141,8 +142,12 @@ def _loopback(address: str) -> bool:
 
 
 def local_cluster_environment() -> None:
-    """Loopback-only addresses and mte's own auth token for a cluster this process starts (see the docstring)."""
+    """Loopback-only addresses and mte's own auth token for a cluster this process starts (see the docstring);
+    no Python workers prestarted for the driver: Tune's trial actors ask for a runtime environment of their own,
+    so Ray would start new workers for them anyway while the prestarted ones compete for the CPUs (about 1 s
+    of a 2-core sweep's start-up, benchmarks/RESULTS.md)."""
     _single_machine()
+    os.environ.setdefault(PRESTART_ENV, "0")
     if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
         return
     os.environ["RAY_AUTH_MODE"] = "token"

@@ -55,3 +55,28 @@ def test_a_local_sweep_listens_on_loopback_only_with_token_authentication(genera
     assert not exposed, f"listening outside 127.0.0.0/8: {exposed}"
     token = tmp_path / "cfg" / "mte" / "ray_auth_token"
     assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) == 64
+
+
+STARTS_RAY = """
+import sys, time
+import psutil
+from sweeps.cluster import RayOptions, connect
+cluster = connect(RayOptions(num_cpus=2, dashboard=False))
+time.sleep(float(sys.argv[1]))  # Ray prestarts its workers about 2 s after the raylet starts
+import ray._private.workers
+def worker(p):  # named "ray::IDLE" once started; its script's path before
+    return p.name() == "ray::IDLE" or p.cmdline()[1:2] == [ray._private.workers.__path__[0] + "/default_worker.py"]
+print(sum(worker(p) for p in psutil.Process().children(recursive=True)))
+cluster.shutdown()
+"""
+
+
+def test_a_local_cluster_starts_no_python_workers_before_trials_ask_for_them(tmp_path):
+    """Tune's trial actors ask for their own runtime environment, so workers Ray prestarts for the driver are
+    never used; they only compete with the trials' start for the CPUs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_prestart"))
+           } | {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    out = subprocess.run([sys.executable, "-c", STARTS_RAY, "6"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "0", out.stdout
