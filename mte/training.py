@@ -60,7 +60,7 @@ class FineTuneResult:
 
 def ran_on(device: torch.device) -> str:
     """Where a fine-tune ran, as far as its bits depend on it: the device (and a CPU's thread count: one and two
-    threads give logits that differ in the 8th digit) and torch's version. Not part of any result key."""
+    threads give logits that differ in their last bits) and torch's version. Not part of any result key."""
     where = (f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
              else f"{device.type}, {torch.get_num_threads()} thread(s)")
     return f"{where}, torch {torch.__version__}"

@@ -65,7 +65,10 @@ cluster = connect(RayOptions(num_cpus=2, dashboard=False))
 time.sleep(float(sys.argv[1]))  # Ray prestarts its workers about 2 s after the raylet starts
 import ray._private.workers
 def worker(p):  # named "ray::IDLE" once started; its script's path before
-    return p.name() == "ray::IDLE" or p.cmdline()[1:2] == [ray._private.workers.__path__[0] + "/default_worker.py"]
+    try:
+        return p.name() == "ray::IDLE" or p.cmdline()[1:2] == [ray._private.workers.__path__[0] + "/default_worker.py"]
+    except psutil.Error:  # gone meanwhile
+        return False
 print(sum(worker(p) for p in psutil.Process().children(recursive=True)))
 cluster.shutdown()
 """
