@@ -11,40 +11,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 LAYOUTS = {"mte (no prestart)": "0", "Ray's default (prestart)": "1"}
-
-
-def first_trial(data_dir: Path, prestart: str) -> tuple[float, float]:
-    """(seconds to the first trial run's start, whole wall) of one tiny sweep."""
-    from mlflow.tracking import MlflowClient
-
-    with tempfile.TemporaryDirectory(prefix="mte-startup-bench-") as tmp:
-        cmd = [sys.executable, "-m", "mte", "sweep", "--preset", "quick", "--no-report", "--no-dashboard",
-               "--methods", "baseline", "--seeds", "2", "--train-limit", "16", "--epochs", "1",
-               "--data-dir", str(data_dir)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {
-            "HF_HUB_OFFLINE": "1", "RAY_prestart_worker_first_driver": prestart}
-        began = time.time()
-        r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env)
-        wall = time.time() - began
-        if r.returncode != 0:
-            raise SystemExit(f"sweep failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
-        client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
-        ids = [e.experiment_id for e in client.search_experiments()]
-        runs = [r for r in client.search_runs(ids) if "elapsed_s" in r.data.metrics]
-        return min(r.info.start_time for r in runs) / 1000 - began, wall
+TINY_SWEEP = ["--methods", "baseline", "--seeds", "2", "--train-limit", "16", "--epochs", "1"]
 
 
 def main() -> None:
+    from bench_sweep import run_layout
     from common import default_data_dir, machine_line
+
+    from sweeps.cluster import PRESTART_ENV
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=None)
@@ -55,9 +35,10 @@ def main() -> None:
     for i in range(a.pairs):
         order = list(LAYOUTS) if i % 2 == 0 else list(LAYOUTS)[::-1]
         for name in order:
-            start, wall = first_trial(a.data_dir or default_data_dir(), LAYOUTS[name])
-            found[name].append(start)
-            print(f"  pair {i + 1}/{a.pairs}  {name:<25} first trial at {start:5.2f} s  wall {wall:5.2f} s",
+            os.environ[PRESTART_ENV] = LAYOUTS[name]  # the sweep's process inherits it; mte keeps a value set
+            f = run_layout(a.data_dir or default_data_dir(), 2, 1, TINY_SWEEP)
+            found[name].append(f["startup"])
+            print(f"  pair {i + 1}/{a.pairs}  {name:<25} first trial at {f['startup']:5.2f} s  wall {f['wall']:5.2f} s",
                   flush=True)
     new, old = found.values()
     diffs = [n - o for n, o in zip(new, old, strict=True)]

@@ -32,9 +32,15 @@ def listening(root: psutil.Process) -> set[tuple[str, str, int]]:
     return out
 
 
+def fresh_ray_env(tmp_path) -> dict[str, str]:
+    """This environment without what an in-process sweep test may have set for Ray (a token path, mte's prestart
+    setting), with its own config folder (so its own token)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_prestart"))
+            } | {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+
+
 def test_a_local_sweep_listens_on_loopback_only_with_token_authentication(generated_glue, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-           } | {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}  # (an in-process sweep test may have set a token path)
+    env = fresh_ray_env(tmp_path)
     cmd = [sys.executable, "-m", "mte", "sweep", "--methods", "baseline,bagging", "--seeds", "2", *TINY,
            "--data-dir", str(generated_glue), "--out", str(tmp_path / "store"), "--no-report",
            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
@@ -77,8 +83,7 @@ cluster.shutdown()
 def test_a_local_cluster_starts_no_python_workers_before_trials_ask_for_them(tmp_path):
     """Tune's trial actors ask for their own runtime environment, so workers Ray prestarts for the driver are
     never used; they only compete with the trials' start for the CPUs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_prestart"))
-           } | {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    env = fresh_ray_env(tmp_path)
     out = subprocess.run([sys.executable, "-c", STARTS_RAY, "6"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
