@@ -81,8 +81,9 @@ def test_a_worker_killed_mid_fine_tune_is_retried(generated_glue, tmp_path):
         return None
 
     victim = wait_for(training_worker, 240, "a trial's worker 4 s into its fine-tune")
+    described = f"{victim.pid} ({victim.name()})"  # before the kill: a dead process has no name to read
     victim.send_signal(signal.SIGKILL)
-    print(f"\nkill -9 worker {victim.pid} ({victim.name()}) mid-fine-tune")
+    print(f"\nkill -9 worker {described} mid-fine-tune")
     out = finish(proc)
     retries = [ln for ln in out.splitlines() if "retry" in ln]
     print(f"sweep exit {proc.returncode}; output lines with 'retry': {retries}")
@@ -101,8 +102,8 @@ def test_a_driver_killed_mid_sweep_loses_nothing_and_the_rerun_redoes_nothing(ge
     time.sleep(5)
     done = finished(uri)  # what was recorded when the driver died
     assert 1 <= len(done) < 6
-    survivors = sorted({p.name() for p in psutil.process_iter() if any(f"_{proc.pid}" in c and "session_" in c
-                                                                       for c in _cmdline(p))})
+    survivors = sorted({p.info["name"] or "?" for p in psutil.process_iter(["name", "cmdline"])  # gone: skipped
+                        if any(f"_{proc.pid}" in c and "session_" in c for c in p.info["cmdline"] or [])})
     print(f"\nkill -9 driver {proc.pid} after {len(done)} finished trial(s) {done}; its Ray processes still alive "
           f"5 s later: {survivors or 'none'}")
     finish(proc, 5)
@@ -113,12 +114,6 @@ def test_a_driver_killed_mid_sweep_loses_nothing_and_the_rerun_redoes_nothing(ge
     assert again.returncode == 0, out
     assert f"{len(done)} already recorded, {6 - len(done)} to run" in " ".join(out.split())  # none redone
     assert_each_unit_once(uri, ("baseline", "bagging"), 3)
-
-
-def _cmdline(p: psutil.Process) -> list[str]:
-    with contextlib.suppress(psutil.Error):
-        return p.cmdline()
-    return []
 
 
 def test_the_tracking_server_down_for_20_seconds_loses_nothing(generated_glue, tmp_path):
