@@ -74,11 +74,12 @@ def trial_tags(result: SeedResult, sweep_hash: str, unit_hash: str, parent_run_i
     spec = result.spec
     reused = bool(result.rounds) and all(r.reused for r in result.rounds)
     ran_on = list(dict.fromkeys(r.ran_on for r in result.rounds if r.ran_on))  # reused ones may have run elsewhere
-    return {PARENT_TAG: parent_run_id, ROLE: ROLE_TRIAL, SWEEP: sweep_hash, TASK: spec.data.task,
+    tags = {PARENT_TAG: parent_run_id, ROLE: ROLE_TRIAL, SWEEP: sweep_hash, TASK: spec.data.task,
             METHOD: spec.method.method, SEED: str(spec.seed), MODEL: spec.model.model, HASH: unit_hash,
-            RESULT_KEY: result.key, "data_fingerprint": result.data_fingerprint,
-            "reused": str(reused).lower()} | ({RAN_ON: "; ".join(ran_on)} if ran_on else {}) \
-        | provenance.tags("mte sweep (trial)")
+            RESULT_KEY: result.key, "data_fingerprint": result.data_fingerprint, "reused": str(reused).lower()}
+    if ran_on:
+        tags[RAN_ON] = "; ".join(ran_on)
+    return tags | provenance.tags("mte sweep (trial)")
 
 
 def trial_params(spec: RunSpec) -> dict[str, Any]:
