@@ -47,6 +47,19 @@ def test_malformed_tsv_names_file_and_line(tmp_path, content, message):
         read_tsv_split(MRPC, path, "train")
 
 
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e", "\x85"])
+def test_a_line_separator_inside_a_sentence_is_text_and_crlf_still_ends_lines(tmp_path, sep):
+    head = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
+    rows = [f"{i % 2}\t{i}\t{i + 100}\tsentence {i}\tother {i}" for i in range(8)]
+    rows[5] = f"1\t5\t105\tbefore{sep}after\tsecond{sep}half"
+    path = tmp_path / "train.tsv"
+    path.write_bytes(("\r\n".join([head, *rows]) + "\r\n").encode())
+    train = read_tsv_split(MRPC, path, "train")
+    assert len(train) == 8
+    assert train.texts[0][5] == f"before{sep}after" and train.texts[1][5] == f"second{sep}half"
+    assert train.texts[1][7] == "other 7" and list(train.labels) == [i % 2 for i in range(8)]
+
+
 def test_stsb_scores_are_floats_and_range_checked(tmp_path):
     stsb = get_task("stsb")
     head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
