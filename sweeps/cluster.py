@@ -47,7 +47,7 @@ class RayOptions:
     max_concurrent: int | None = hp(None, "At most this many trials at once (default: as resources allow).")
     max_failures: int = hp(2, "Retries of a trial that raised, whose process died or whose node was lost.")
     storage_path: str | None = hp(None, "Where Ray Tune keeps its experiment state: a path or a URI Ray accepts "
-                                        "(s3://…, gs://…). Default: <store>/ray-tune on the driver's machine.")
+                                        "(s3://..., gs://...). Default: <store>/ray-tune on the driver's machine.")
     dashboard: bool = hp(True, "Start the Ray dashboard with a local Ray.")
     dashboard_host: str = hp(LOOPBACK, "Address the local dashboard binds (0.0.0.0 exposes it, e.g. from Docker).")
     dashboard_port: int | None = hp(None, "Port of the local dashboard (default: Ray's, 8265 or the next free one).")

@@ -34,7 +34,7 @@ class SweepOptions:
                                            "(e.g. mrpc: the paper tunes τ once on MRPC and reuses it for every "
                                            "task), this model and each regularised method, instead of --tau; or "
                                            "the τ of the given tune-tau runs (comma list of run ids).",
-                                     metavar="TASK|RUN_ID[,…]")
+                                     metavar="TASK|RUN_ID[,...]")
     preset: str | None = hp(None, "Named option set (sweeps/presets.py): quick (MiniLM, 3 seeds, a real MRPC "
                                   "subset) or paper (the paper's protocol). Options given here still win.",
                             metavar="[quick|paper]")

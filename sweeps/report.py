@@ -25,9 +25,9 @@ class ReportOptions:
     PANEL: ClassVar[str] = "Report"
     run_ids: tuple[str, ...] | None = hp(None, "The sweep's parent run; several (a comma list, one sweep per task) "
                                                "make one report with their tasks side by side. Default: the "
-                                               "experiment's latest sweep.", flag="--run-id", metavar="ID[,ID…]")
+                                               "experiment's latest sweep.", flag="--run-id", metavar="ID[,ID...]")
     tasks: tuple[str, ...] | None = hp(None, "Report the experiment's latest sweep of each of these tasks, side by "
-                                             "side (e.g. mrpc,sts-b).", metavar="TASK[,TASK…]")
+                                             "side (e.g. mrpc,sts-b).", metavar="TASK[,TASK...]")
     out: Path = hp(Path("mte-report/report"), "Folder for report.md/html, CSVs and PNGs.")
     log: bool = hp(True, "Also log the report as artifacts of the sweeps' parent runs.")
 

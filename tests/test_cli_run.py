@@ -20,6 +20,33 @@ def test_help_explains_every_option():
         assert flag in out
 
 
+@pytest.mark.parametrize("command", ["run", "sweep", "report", "tune-tau", "ui"])
+def test_help_reads_whole_at_80_columns(command):
+    """Nothing cut (an option's name, its default, its choices), nothing wider than the terminal, no word split at
+    its hyphens, no value shown for a flag."""
+    import os
+
+    import typer
+
+    from mte.cli import app
+
+    params = typer.main.get_command(app).commands[command].params
+    out = mte(command, "--help", env=os.environ | {"COLUMNS": "80"}).stdout
+    lines = out.splitlines()
+    assert [ln for ln in lines if len(ln) > 80] == []
+    assert "…" not in out and "<bool>" not in out
+    assert [ln for ln in lines if ln.rstrip().endswith("-") and not ln.rstrip().endswith(" -")] == []
+    words = set(out.replace("/", " ").replace(",", " ").split())
+    for p in params:
+        for name in [*p.opts, *p.secondary_opts]:
+            assert name in words, name
+    for line in lines:
+        if "default: " in line and "[" in line:
+            assert "]" in line.split("default: ", 1)[1], line  # a default is never broken over two lines
+    if command == "report":
+        assert "--headline [accuracy|f1|pearson|spearman|matthews]" in out
+
+
 def test_run_prints_metrics_and_reuses_on_rerun(tmp_path, generated_glue):
     args = ["run", "--method", "baseline", "--data-dir", str(generated_glue), "--out", str(tmp_path / "s"), *TINY]
     first = mte(*args)

@@ -7,8 +7,10 @@ from typing import ClassVar
 
 from mte.errors import MteError
 from mte.fields import check, hp
+from mte.tasks import TASKS
 
 COMBINE = ("probabilities", "logits")
+METRICS = tuple(dict.fromkeys(m for t in TASKS.values() for m in t.metrics))  # every task's, in table order
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,8 @@ class AnalysisOptions:
                                              "Other sizes are labelled as not the paper's.", metavar="LIST")
     combine: str = hp("probabilities", "What an ensemble averages: its members' class probabilities (the paper) "
                                        "or their logits.", choices=COMBINE)
-    headline: str | None = hp(None, "Headline metric (default: the task's first, e.g. accuracy for MRPC).")
+    headline: str | None = hp(None, "Headline metric (default: the task's first, e.g. accuracy for MRPC).",
+                               choices=METRICS)
     permutations: int = hp(1000, "Random swaps of the seed-level permutation test (all 2^pairs when fewer).")
     permutation_seed: int = hp(0, "Seed of the permutation test's swaps.")
     level: float = hp(0.95, "Confidence level of the Δ intervals (seed-level jackknife).")

@@ -17,18 +17,17 @@ import typer
 from rich.console import Console
 
 from mte.cli import report, run, sweep, tune_tau, ui
+from mte.cli.options import HelpCommand
 from mte.errors import MteError
 
 app = typer.Typer(
     help="Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("run")(run.run)
-app.command("sweep")(sweep.sweep)
-app.command("report")(report.report)
-app.command("tune-tau")(tune_tau.tune_tau)
-app.command("ui")(ui.ui)
+for _name, _command in (("run", run.run), ("sweep", sweep.sweep), ("report", report.report),
+                        ("tune-tau", tune_tau.tune_tau), ("ui", ui.ui)):
+    app.command(_name, cls=HelpCommand)(_command)
 
 console = Console(stderr=True)
 # Typer vendors click; its exception base is found through a public class rather than a private module.

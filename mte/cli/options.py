@@ -10,17 +10,55 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
+import textwrap
 import typing
 from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from mte import fields
 from mte.errors import MteError
 
 CONTEXT = "_typer_context"  # Typer passes the click context to a parameter annotated typer.Context
 Given = dict[str, set[fields.Path_]]  # parameter name → paths of the fields given on the command line
+
+
+class HelpCommand(TyperCommand):
+    """Plain (click) help, its options in one section per panel (Data, Model, Tracking…): click wraps the help
+    text and never cuts an option's name, its choices or its default, as rich's tables do at 80 columns."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                panels.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
+        for panel, records in panels.items():
+            with formatter.section(panel):
+                formatter.write(_definitions(records, formatter.width - formatter.current_indent,
+                                             formatter.current_indent))
+
+
+def _definitions(records: list[tuple[str, str]], width: int, indent: int, col_max: int = 26) -> str:
+    """click's definition list, wrapped only at spaces: a word (`--no-rewind-head`, a default such as
+    `no-system-metrics`) is never split at its hyphens, and `[default: …]` stays on one line."""
+    col = min(max(len(term) for term, _ in records), col_max) + 2
+    pad = " " * indent
+    lines: list[str] = []
+    for term, text in records:
+        text = re.sub(r"\[(default|env var): ([^\]]*)\]", lambda m: m.group(0).replace(" ", "\xa0"), text)
+        body = [w.replace("\xa0", " ") for w in textwrap.wrap(text, max(width - col, 20), break_on_hyphens=False,
+                                                               break_long_words=False)] or [""]
+        if len(term) + 2 <= col:
+            lines.append(f"{pad}{term:<{col}}{body[0]}".rstrip())
+            body = body[1:]
+        else:
+            lines.append(pad + term)
+        lines += [f"{pad}{'':<{col}}{line}" for line in body]
+    return "\n".join(lines) + "\n"
 
 
 def flag(leaf: fields.Leaf) -> str:
@@ -115,7 +153,7 @@ def options(exclude: tuple[str, ...] = (), **groups: type) -> Callable:
                     raise TypeError(f"{decl} is declared by both {seen[decl]} and {group}.{leaf.dotted}")
                 seen[decl] = f"{group}.{leaf.dotted}"
                 name = f"{group}__{'__'.join(leaf.path)}"
-                panel = getattr(leaf.owner, "PANEL", None) or leaf.owner.__name__
+                panel = getattr(leaf.owner, "PANEL", None) or "Options"
                 added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_option(leaf, panel),
                                                annotation=_annotation(leaf)))
                 where[name] = (group, leaf)
