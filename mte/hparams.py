@@ -91,6 +91,18 @@ class MethodHparams:
 
 
 MIN_MAX_LENGTH = 8
+# Bounds on what one plan may ask for, checked before anything is allocated: every IMP round is a full fine-tune
+# (the paper prunes in a handful), and a sweep or an ACTIVE-LT chain trains every seed below its count.
+MAX_ROUNDS = 100
+MAX_SEEDS = 10_000
+
+
+def check_seed_count(seeds: int, what: str = "--seeds") -> None:
+    """A count of seeds to train is at least 1 and at most MAX_SEEDS."""
+    if seeds < 1:
+        raise MteError(f"{what} must be >= 1, got {seeds}")
+    if seeds > MAX_SEEDS:
+        raise MteError(f"{what} must be <= {MAX_SEEDS} (each seed is trained), got {seeds}")
 
 
 def non_default(obj: Any, only: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -149,12 +161,16 @@ class RunSpec:
             raise MteError(f"sparsity must be in [0, 1), got {m.sparsity}")
         if m.tau < 0:
             raise MteError(f"tau must be >= 0, got {m.tau}")
-        if m.rounds < 1:
-            raise MteError(f"rounds must be >= 1, got {m.rounds}")
+        if not 1 <= m.rounds <= MAX_ROUNDS:
+            raise MteError(f"rounds must be between 1 and {MAX_ROUNDS} (each round is a full fine-tune), "
+                           f"got {m.rounds}")
         if not (0.0 < m.bagging_fraction <= 1.0):
             raise MteError(f"bagging fraction must be in (0, 1], got {m.bagging_fraction}")
         if self.seed < 0:
             raise MteError(f"seed must be >= 0, got {self.seed}")
+        if m.method == "active-lt" and len(m.chain_seeds(self.seed)) > MAX_SEEDS:
+            raise MteError(f"active-lt seed {self.seed} would first train seeds {m.chain_seeds(self.seed)[0]}.."
+                           f"{self.seed - 1}; a chain holds at most {MAX_SEEDS} seeds")
         t = self.train
         if t.lr is not None and not t.lr > 0:
             raise MteError(f"learning rate must be > 0, got {t.lr}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from mte import data as data_mod
 from mte.errors import MteError
-from mte.hparams import METHODS, MethodHparams, RunSpec, digest, non_default
+from mte.hparams import METHODS, MethodHparams, RunSpec, check_seed_count, digest, non_default
 from mte.lottery import check_inputs
 
 CHAIN_METHOD = "active-lt"
@@ -49,8 +49,7 @@ class SweepPlan:
 
     @classmethod
     def build(cls, base: RunSpec, methods: tuple[str, ...], seeds: int, data_dir: str | Path | None) -> SweepPlan:
-        if seeds < 1:
-            raise MteError(f"--seeds must be >= 1, got {seeds}")
+        check_seed_count(seeds)
         unknown = [m for m in methods if m not in METHODS]
         if unknown:
             raise MteError(f"unknown method {unknown[0]!r}; choose one of: {', '.join(METHODS)}")
