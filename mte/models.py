@@ -10,6 +10,7 @@ parameter names.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,17 +75,53 @@ def load_tokenizer(model: ModelHparams, transformers_code: bool = False):
     a pool used before a fork makes every child warn (and can deadlock). `transformers_code`: as in `load_model`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     path = resolve_model_path(model.model)
-    if not transformers_code and _local(path):
-        tokenizer = bert.load_tokenizer(path)
-        if tokenizer is not None:
-            return tokenizer
-    from transformers import AutoTokenizer
+    tokenizer = bert.load_tokenizer(path) if not transformers_code and _local(path) else None
+    if tokenizer is None:
+        from transformers import AutoTokenizer
 
-    try:
-        with _quiet_transformers():
-            return AutoTokenizer.from_pretrained(path)
-    except Exception as e:  # transformers and the hub client raise many types; the user needs one line
-        raise MteError(f"cannot load the tokenizer of model {model.model!r}: {first_line(e)}") from None
+        try:
+            with _quiet_transformers():
+                tokenizer = AutoTokenizer.from_pretrained(path)
+        except Exception as e:  # transformers and the hub client raise many types; the user needs one line
+            raise MteError(f"cannot load the tokenizer of model {model.model!r}: {first_line(e)}") from None
+    check_vocabulary(model.model, path, tokenizer)
+    return tokenizer
+
+
+VOCABULARY_SAMPLE = "The company said its shares rose sharply on Monday after a report that profits fell."
+
+
+def check_vocabulary(name: str, path: str, tokenizer) -> None:
+    """Refuse a tokenizer that does not fit the model: a folder without tokenizer files still loads (transformers
+    builds a 5-token vocabulary), and training on [UNK] alone succeeds with chance-level scores. Its vocabulary
+    must not be larger than the model's embedding table nor under half of it, and must know most of a plain
+    English sentence's words."""
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else tokenizer.backend_tokenizer.get_vocab_size()
+    hint = ""
+    if _local(path):
+        if not any(Path(path).glob("*token*")) and not any(Path(path).glob("vocab*")):
+            hint = " (the folder has no tokenizer files: save the model's tokenizer there with save_pretrained)"
+        try:
+            expected = json.loads((Path(path) / "config.json").read_text()).get("vocab_size")
+        except (OSError, ValueError, AttributeError):
+            expected = None  # resolve_model_path and the model's loading say what is wrong with it
+        if isinstance(expected, int) and not expected // 2 <= size <= expected:
+            raise MteError(f"model {name}: its tokenizer has {size} tokens, the model's vocabulary {expected}: "
+                           f"they do not belong together{hint}")
+    unk = _unk_id(tokenizer)
+    if unk is not None:
+        ids = tokenizer([VOCABULARY_SAMPLE], truncation=True, max_length=64)["input_ids"][0]
+        if ids.count(unk) * 2 > len(ids):
+            raise MteError(f"model {name}: its tokenizer reads {ids.count(unk)} of {len(ids)} tokens of an "
+                           f"English sentence as unknown{hint}")
+
+
+def _unk_id(tokenizer) -> int | None:
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None and hasattr(tokenizer, "backend_tokenizer"):
+        token = getattr(tokenizer.backend_tokenizer.model, "unk_token", None)
+        unk = tokenizer.backend_tokenizer.token_to_id(token) if token else None
+    return unk
 
 
 def check_model(model: ModelHparams) -> None:
