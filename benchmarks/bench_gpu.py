@@ -117,7 +117,7 @@ def _fine_tune_process(setup: Setup, out_dir: Path, deterministic: bool) -> None
 
 def _child_env(preload: str | None) -> dict[str, str]:
     """This environment with no malloc replacement preloaded, then `preload` (a library path) if given."""
-    from mte.heap import preload_entries, preloaded_allocator
+    from mte.allocator import preload_entries, preloaded_allocator
 
     kept = [e for e in preload_entries() if e != preloaded_allocator()]
     return os.environ | {"LD_PRELOAD": " ".join(([preload] if preload else []) + kept)}

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mte import allocator, launch
 from mte import data as data_mod
-from mte import heap, launch
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
 from mte.lottery import load_data
 from mte.models import load_model, resolve_model_path
@@ -74,7 +74,7 @@ def machine_line() -> str:
     return (f"machine: {cpu_model()}, {cores} usable cores, torch {torch.__version__} "
             f"with {torch.get_num_threads()} threads ({torch.backends.cpu.get_cpu_capability()}); "
             f"load average {load}; malloc: {launch.command_allocator()} for `mte` commands (mte.launch), "
-            f"{heap.allocator()} here")
+            f"{allocator.allocator()} here")
 
 
 def cpu_model() -> str:

@@ -2,10 +2,10 @@
 
 Why: every process that loads a model through transformers first imports its model code (torch.distributed.tensor,
 torch._dynamo and SciPy's optimizer come with it), seconds of every `mte run` and again of every trial process of a
-sweep (benchmarks/RESULTS.md, lever 8). This module computes what `BertForSequenceClassification` computes, op for
-op (on CPUs the last layer after its attention only for the rows the pooler reads, through `mte.cls_tail`: lever
-11), so logits, gradients and trained weights are bit for bit those of the transformers model (`tests/test_bert.py`
-compares them), with the same parameter names, so masks and stored heads are interchangeable. It covers the plain
+sweep (benchmarks/RESULTS.md). This module computes what `BertForSequenceClassification` computes, op for op (the
+last layer after its attention only for the rows the pooler reads: `Layer.first_rows`), so logits, gradients and
+trained weights are those of the transformers model up to rounding (`tests/test_bert.py` compares them with
+tolerances), with the same parameter names, so masks and stored heads are interchangeable. It covers the plain
 encoder only; `load` returns None for anything else (another architecture, another activation, relative positions,
 a checkpoint whose keys do not match one to one), and `mte.models` then loads through transformers as before.
 """
@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mte import cls_tail
 from mte import dropout as dropout_mod
+from mte.dropout import LaneDropout
 
 # transformers' BertConfig defaults for the fields read here (a config.json may leave any of them out)
 DEFAULTS = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
@@ -160,11 +160,26 @@ class Layer(nn.Module):
         return self.output(self.intermediate(x), x)
 
     def first_rows(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """`forward`'s output where a classifier reads it (the first row of each sequence; zero elsewhere), bit for
-        bit, for a fraction of the work where `mte.cls_tail` applies; else `forward`."""
-        if not cls_tail.applies(x, self.training, (self.attention.output.dropout, self.output.dropout)):
-            return self(x, mask)
-        return cls_tail.tail(self, self.attention.self(x, mask), x)
+        """`forward`'s output for the first row of each sequence only, (batch, 1, hidden): what the pooler reads.
+
+        Attention needs every row's key and value, but the output dense, LayerNorms and feed-forward block after
+        it (9 of the layer's 12 hidden² multiply-adds per token) matter only for the rows read, so they run on
+        those; autograd does the backward. Dropout draws the whole layer's masks and uses their first rows, so a
+        fine-tune follows the random stream of the full layer and equals it up to rounding (`tests/test_bert.py`).
+        Where a mask cannot be drawn that way (`nn.Dropout` or SDPA's dropout while training) it is `forward`.
+        """
+        drops = (self.attention.output.dropout, self.output.dropout)
+        if self.training and not all(d.p == 0.0 or isinstance(d, LaneDropout) for d in drops):
+            return self(x, mask)[:, :1]
+        out1, out2 = self.attention.output, self.output
+        context = self.attention.self(x, mask)[:, :1]
+        h = out1.LayerNorm(_first_rows_dropout(out1.dropout, out1.dense(context), x.shape) + x[:, :1])
+        return out2.LayerNorm(_first_rows_dropout(out2.dropout, out2.dense(self.intermediate(h)), x.shape) + h)
+
+
+def _first_rows_dropout(dropout: nn.Dropout, rows: torch.Tensor, full_shape: torch.Size) -> torch.Tensor:
+    """`dropout` of the first rows of a `full_shape` tensor; without a mask to draw (evaluation, p = 0), the rows."""
+    return dropout.first_rows(rows, full_shape) if isinstance(dropout, LaneDropout) else dropout(rows)
 
 
 class Encoder(nn.Module):

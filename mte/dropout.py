@@ -37,9 +37,9 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
 
 
 def _multiplier(keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
-    """1/(1−p) (rounded to float32) where `keep`, +0 elsewhere, in `dtype`: bit for bit `torch.where(keep, 1/(1−p),
-    0.0).to(dtype)`, in 0.58× its time on a CPU (a bool→float cast and an in-place scale are vectorised; `where`
-    with two scalar branches is not). See `benchmarks/bench_dropout.py`."""
+    """1/(1−p) (rounded to float32) where `keep`, +0 elsewhere, in `dtype`: the values of `torch.where(keep,
+    1/(1−p), 0.0).to(dtype)`, by a cast and an in-place scale, which CPUs vectorise (`where` with two scalar
+    branches is not; `benchmarks/bench_dropout.py`)."""
     return keep.to(torch.float32).mul_(1.0 / (1.0 - p)).to(dtype)
 
 
@@ -75,34 +75,9 @@ def lane_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     return _Dropout.apply(x, keep_mask(x.shape, p, x.device), p)
 
 
-class _AttentionDropout(torch.autograd.Function):
-    """softmax(scores) → lane dropout → @ value. Keeps softmax's output, the bool mask and `value` for the backward
-    pass, not also the dropped probabilities (rebuilt from the first two): one float (batch, heads, L, L) tensor
-    less per layer. Forward and gradients are bit for bit those of the same ops under autograd."""
-
-    @staticmethod
-    def forward(ctx, scores: torch.Tensor, value: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
-        probs = torch.softmax(scores, dim=-1)
-        out = torch.matmul(probs * _multiplier(keep, p, probs.dtype), value)
-        ctx.save_for_backward(probs, value, keep)
-        ctx.p = p
-        ctx.matmul_dtype = out.dtype  # under autocast (bf16) the matmul ran in a lower precision than probs
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
-        probs, value, keep = ctx.saved_tensors
-        dtype = ctx.matmul_dtype  # the backward runs outside autocast: cast as autocast's own backward does
-        multiplier = _multiplier(keep, ctx.p, probs.dtype)
-        grad_value = torch.matmul((probs * multiplier).to(dtype).transpose(-2, -1), grad.to(dtype))
-        grad_probs = torch.matmul(grad.to(dtype), value.to(dtype).transpose(-2, -1)).to(probs.dtype) * multiplier
-        return (torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype), grad_value.to(value.dtype), None,
-                None)
-
-
 def attention_probs_dropout(scores: torch.Tensor, value: torch.Tensor, p: float) -> torch.Tensor:
-    """`lane_dropout(softmax(scores), p) @ value` while training, with less kept for the backward pass."""
-    return _AttentionDropout.apply(scores, value, keep_mask(scores.shape, p, scores.device), p)
+    """`lane_dropout(softmax(scores), p) @ value` while training; autograd computes the backward."""
+    return torch.matmul(lane_dropout(torch.softmax(scores, dim=-1), p), value)
 
 
 class LaneDropout(nn.Dropout):
@@ -110,6 +85,16 @@ class LaneDropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return lane_dropout(x, self.p, self.training)
+
+    def first_rows(self, x: torch.Tensor, full_shape: torch.Size) -> torch.Tensor:
+        """Dropout of the first rows (dim 1) of a `full_shape` tensor, given those rows `x`: it draws the whole
+        tensor's mask, so the random stream, and the rows' masks, are those of `forward` on the whole tensor."""
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p >= 1.0:
+            return x * 0.0
+        keep = keep_mask(full_shape, self.p, x.device)[:, : x.shape[1]].contiguous()
+        return _Dropout.apply(x, keep, self.p)
 
 
 def attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

@@ -10,7 +10,7 @@ An allocator is chosen when a process starts, so `main` executes the same comman
 in LD_PRELOAD, as PyTorch's CPU launcher (`torch.backends.xeon.run_cpu`) does; the process keeps its id, and its
 children (a local Ray, its trial workers) inherit the setting. `MTE_MALLOC=system` keeps glibc's malloc. Debian
 and Ubuntu ship TCMalloc as `libtcmalloc-minimal4` (scripts/setup.sh and the Dockerfile install it); without it
-mte runs as before, on glibc's malloc with periodic trimming (`mte.heap`).
+mte runs on glibc's malloc.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import ctypes.util
 import os
 import sys
 
-from mte.heap import preloaded_allocator
+from mte.allocator import preloaded_allocator
 
 MALLOC_ENV = "MTE_MALLOC"
 CHOICES = ("tcmalloc", "system")  # the first is the default

@@ -1,5 +1,5 @@
-"""One fine-tune, readable top to bottom: AdamW (PyTorch's fused kernel, `mte.adamw`), linear decay to zero,
-clipping, masks, L1 regulariser.
+"""One fine-tune, readable top to bottom: AdamW (`torch.optim`, fused where PyTorch has the kernel), linear decay
+to zero, clipping, masks, L1 regulariser.
 
 Schedule: the factor used at step t of T is (T − t)/T (Hugging Face's linear schedule without warmup),
 so it reaches exactly 0 when the last step completes; it restarts in every fine-tune. τ follows it.
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mte import adamw, dropout, heap
+from mte import dropout
 from mte.data import TokenizedSplit, eval_batches, train_batches
 from mte.errors import MteError
 from mte.hparams import TrainHparams
@@ -35,6 +35,7 @@ from mte.tasks import TaskSpec
 
 EVAL_BATCH_SIZE = {"cpu": 128, "cuda": 512}  # examples per evaluation batch (no gradients: larger on a GPU)
 LOSS_WINDOW = 10  # the loss trace keeps the mean train loss of every 10 optimizer steps
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch.optim.AdamW has a fused kernel (one launch for all tensors)
 StepCallback = Callable[[int, int], None]
 
 
@@ -91,14 +92,14 @@ class MaskedAdamW:
         self.tau = reg.tau if reg_names else 0.0
         self.reg_params = [params[n] for n in reg_names]
         self.reg_coef = [reg.coefficients[n].to(device, torch.float32) for n in reg_names] if reg_names else []
-        self.optimizer = (adamw.FusedAdamW(self.params, hp.lr, hp.weight_decay) if adamw.supported(device)
-                          else torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay))
+        self.optimizer = torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay,
+                                           fused=device.type in FUSED_ADAMW_DEVICES)
         self.apply_mask()
 
     @torch.no_grad()
     def apply_mask(self) -> None:
-        if self.keep:
-            torch._foreach_mul_(self.masked, self.keep)
+        for p, keep in zip(self.masked, self.keep, strict=True):
+            p.mul_(keep)
 
     def zero_grad(self) -> None:
         """Drop the gradients: backward then hands over fresh ones instead of adding into zeroed buffers
@@ -107,12 +108,11 @@ class MaskedAdamW:
 
     def step(self, factor: float) -> float:
         """One update after `loss.backward()`, with lr and τ scaled by `factor`; returns the lr used."""
-        if self.reg_params:
-            signs = torch._foreach_sign(self.reg_params)
-            torch._foreach_mul_(signs, self.reg_coef)
-            torch._foreach_add_([p.grad for p in self.reg_params], signs, alpha=self.tau * factor)
-        if self.keep:
-            torch._foreach_mul_([p.grad for p in self.masked], self.keep)
+        with torch.no_grad():
+            for p, coef in zip(self.reg_params, self.reg_coef, strict=True):
+                p.grad.add_(p.sign().mul_(coef), alpha=self.tau * factor)
+            for p, keep in zip(self.masked, self.keep, strict=True):
+                p.grad.mul_(keep)
         torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
         lr = self.lr * factor
         for group in self.optimizer.param_groups:
@@ -172,8 +172,6 @@ def fine_tune(
             result.lr_trace.append(update.step(linear_decay(step, total)))
             losses[step] = loss.detach()
             step += 1
-            if device.type == "cpu":
-                heap.trim(step)
             if on_step is not None:
                 on_step(step, total)
         loss_sum = losses[epoch * steps_per_epoch:step].sum()

@@ -1,5 +1,8 @@
-"""mte.bert against transformers: the same tokens, the same loaded weights and head, and fine-tunes whose logits,
-loss trace and trained weights are equal bit for bit; models it does not cover load through transformers."""
+"""mte.bert against transformers: the same tokens, the same loaded weights and head; one step's logits and every
+gradient, and whole fine-tunes' logits, loss trace and trained weights, equal up to rounding (mte.bert computes the
+last layer after attention for the [CLS] rows only, so matrix products run on other row counts, which a CPU's
+BLAS may round differently: the tolerances below hold on AMD and Intel); models it does not cover load through
+transformers."""
 
 from __future__ import annotations
 
@@ -80,7 +83,7 @@ def _splits(raw, task_name: str, n_train: int, n_dev: int):
     ("sts-b", True, "fp32"),  # regression head
     ("mrpc", True, "bf16"),
 ])
-def test_fine_tunes_equal_transformers_bit_for_bit(raw, task_name, lane, precision):
+def test_fine_tunes_equal_transformers_up_to_rounding(raw, task_name, lane, precision):
     task = get_task(task_name)
     # 2 epochs of 2 steps (one of 8 pairs); bf16, many times slower on the 2-core test VM, 1 step of 8 pairs
     n_train, n_dev, epochs = (40, 24, 2) if precision == "fp32" else (8, 8, 1)
@@ -93,10 +96,17 @@ def test_fine_tunes_equal_transformers_bit_for_bit(raw, task_name, lane, precisi
         nets.append(net)
     ours, theirs = results
     assert ours.dev_logits.shape == (n_dev, task.num_labels)
-    assert np.array_equal(ours.dev_logits, theirs.dev_logits)
-    assert np.array_equal(ours.test_logits, theirs.test_logits)
-    assert ours.loss_trace == theirs.loss_trace
-    assert_same_state(*nets)
+    # fp32: 8e-8 apart on logits of about 0.1 (Intel Xeon); bf16 rounds each product to 8 bits of mantissa
+    logits_tol = 1e-5 if precision == "fp32" else 5e-3
+    np.testing.assert_allclose(ours.dev_logits, theirs.dev_logits, rtol=0, atol=logits_tol)
+    np.testing.assert_allclose(ours.test_logits, theirs.test_logits, rtol=0, atol=logits_tol)
+    np.testing.assert_allclose(ours.loss_trace, theirs.loss_trace, rtol=0, atol=10 * logits_tol)
+    # AdamW moves a weight by up to lr a step whatever its gradient's size, so a gradient that is rounding noise
+    # (e.g. a key bias: softmax ignores it) may move its weight either way: at most 2 · lr · steps apart
+    a, b = (net.state_dict() for net in nets)
+    assert list(a) == list(b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=2 * hp.lr * ours.steps, msg=key)
     assert not torch.equal(nets[0].state_dict()["bert.encoder.layer.0.attention.self.query.weight"],
                            load_model(MODEL, task, 3).state_dict()["bert.encoder.layer.0.attention.self.query.weight"])
 
@@ -178,9 +188,8 @@ def test_an_old_checkpoint_layout_loads_as_transformers_loads_it(tmp_path, weigh
     assert torch.equal(ours.state_dict()["bert.embeddings.LayerNorm.weight"], state["embeddings.LayerNorm.weight"])
 
 
-def test_a_run_imports_no_transformers_or_dynamo(tmp_path, generated_glue):
-    """What saves a process the 2.4–3.0 s of transformers' model code: tokenise, load, fine-tune without it; and
-    the 1.2 s of torch._dynamo, which torch.optim's optimizers import (mte.adamw)."""
+def test_a_run_imports_no_transformers(tmp_path, generated_glue):
+    """What saves a process the 2.4–3.0 s of transformers' model code: tokenise, load, fine-tune without it."""
     code = f"""
 import sys, torch
 from pathlib import Path
@@ -197,8 +206,76 @@ train, dev = (data_mod.tokenize(raw[s], tok, 128) for s in ("train", "dev"))
 net = load_model(ModelHparams(), task, 0)
 fine_tune(net, task, train.subset(torch.arange(8)), dev.subset(torch.arange(8)), None, TrainHparams(epochs=1, lr=1e-4),
           seed=0, pad_id=0)
-print(sorted(m for m in sys.modules if m.split(".")[0] == "transformers" or m.startswith("torch._dynamo")))
+print(sorted(m for m in sys.modules if m.split(".")[0] == "transformers"))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]", out.stdout[-500:]
+
+
+def _batch(rows: int, length: int, seed: int) -> dict[str, torch.Tensor]:
+    """`rows` sequences of up to `length` tokens, the first one unpadded, the others padded at random."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 20000, (rows, length), generator=g)
+    lengths = torch.randint(length // 2, length + 1, (rows,), generator=g)
+    lengths[0] = length
+    mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    ids[:, 0] = 101
+    return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def _step(net: torch.nn.Module, batch: dict[str, torch.Tensor], training: bool) -> tuple[torch.Tensor, dict]:
+    """Logits and every parameter's gradient of one seeded forward and backward."""
+    net.train(training)
+    net.zero_grad(set_to_none=True)
+    torch.manual_seed(11)
+    logits = net(**batch).logits
+    if not training:
+        return logits.detach(), {}
+    weights = torch.linspace(-1.0, 1.0, logits.numel()).view_as(logits)
+    (logits * weights).sum().backward()
+    return logits.detach(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+
+@pytest.fixture(scope="module")
+def lane_pair():
+    """mte.bert and transformers' model with the same weights, both on lane dropout (the CPU default)."""
+    return tuple(dropout.install(load_model(MODEL, get_task("mrpc"), 5, transformers_code=code))
+                 for code in (False, True))
+
+
+@pytest.mark.parametrize("rows", [1, 5, 12, 32, 37])
+@pytest.mark.parametrize("training", [True, False])
+def test_first_row_layer_gives_the_full_layers_logits_and_gradients(lane_pair, rows, training):
+    """One step against transformers' full last layer, with dropout drawing the same masks: logits 4e-8 apart
+    and gradients 1e-9 apart (Intel Xeon) on gradients up to 1; key biases, whose gradient softmax makes
+    rounding noise (1e-9), are why the tolerance has an absolute part."""
+    ours, theirs = lane_pair
+    batch = _batch(rows, 23, rows)
+    logits, grads = _step(ours, batch, training)
+    full_logits, full_grads = _step(theirs, batch, training)
+    torch.testing.assert_close(logits, full_logits, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == full_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    if training:  # dropout was on (the masks matched, or the logits above would not)
+        _, again = _step(ours, batch, training)
+        assert torch.equal(again["classifier.weight"], grads["classifier.weight"])  # same seed, same path, same bits
+        ours.eval()
+        with torch.no_grad():
+            assert not torch.allclose(ours(**batch).logits, logits)
+
+
+def test_first_rows_are_the_full_layers_first_rows():
+    net = load_model(MODEL, get_task("mrpc"), 0).eval()
+    batch = _batch(6, 17, 0)
+    with torch.inference_mode():
+        bert_model = net.bert
+        x = bert_model.embeddings(batch["input_ids"], batch["token_type_ids"])
+        mask = bert_model.attention_mask(batch["attention_mask"], x)
+        for layer in bert_model.encoder.layer[:-1]:
+            x = layer(x, mask)
+        last = bert_model.encoder.layer[-1]
+        first, full = last.first_rows(x, mask), last(x, mask)
+    assert first.shape == (6, 1, x.shape[-1])
+    torch.testing.assert_close(first, full[:, :1], rtol=1e-5, atol=1e-6)

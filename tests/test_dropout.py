@@ -70,29 +70,6 @@ def test_backward_keeps_a_bool_mask_and_matches_the_float_multiplier_bit_for_bit
     assert torch.equal(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0])
 
 
-@pytest.mark.parametrize("autocast", [False, True])
-def test_attention_dropout_equals_plain_autograd_bit_for_bit(autocast):
-    """softmax → lane dropout → @ value as one function, against the same ops under autograd; under bf16 autocast
-    too (the function's backward runs outside autocast and must cast as autocast's backward does)."""
-    g = torch.Generator().manual_seed(0)
-    scores = torch.randn(2, 12, 9, 9, generator=g, requires_grad=True)
-    value = torch.randn(2, 12, 9, 32, generator=g, requires_grad=True)
-    grad = torch.randn(2, 12, 9, 32, generator=g)
-    outs = []
-    for fused in (True, False):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            v = value.to(torch.bfloat16) if autocast else value * 1.0  # as a Linear's output under autocast
-            torch.manual_seed(5)
-            if fused:
-                out = dropout.attention_probs_dropout(scores, v, 0.1)
-            else:
-                out = torch.matmul(torch.softmax(scores, -1) * dropout.keep_scale(scores.shape, 0.1, scores.dtype), v)
-        outs.append((out, *torch.autograd.grad(out, (scores, value), grad.to(out.dtype))))
-    assert outs[0][0].dtype == (torch.bfloat16 if autocast else torch.float32)
-    for a, b in zip(outs[0], outs[1], strict=True):
-        assert a.dtype == b.dtype and torch.equal(a, b)
-
-
 @pytest.fixture(scope="module")
 def models():
     task = get_task("mrpc")

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mte import heap
+from mte import allocator
 
 PACKAGES = ("mte", "torch", "transformers", "ray", "mlflow")
 VERSION_TAG = "version.{}"  # one tag per package: version.torch = 2.13.0
@@ -31,7 +31,7 @@ def versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    return out | {"python": platform.python_version(), "malloc": heap.allocator()}
+    return out | {"python": platform.python_version(), "malloc": allocator.allocator()}
 
 
 @cache
