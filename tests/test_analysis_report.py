@@ -39,15 +39,15 @@ def test_full_report_writes_every_file(tmp_path):
     assert all(p.exists() and p.stat().st_size > 0 for p in r.paths)
     assert set(r.csvs) >= {"table1_ensembles", "tests", "table2_diversity", "mask_overlap", "curves", "missing",
                            "mask_iou_base-lt", "mask_iou_active-lt", "mask_iou_random-lt"}
-    assert set(r.figures) == {"gain_vs_members", "mask_iou"}
+    assert set(r.figures) == {"gain_vs_members", "mask_iou", "reliability"}
     t1 = pd.read_csv(r.csvs["table1_ensembles"])
     assert {"accuracy_p_vs_baseline", "f1_p_vs_base_lt", "accuracy_gain_ci_low", "f1_mark", "f1_p_vs_bagging",
             "accuracy_ttest_p_vs_baseline", "accuracy_p_diff_vs_baseline", "accuracy_ttest_p_diff_vs_base_lt",
-            "winning_ticket", "sparsity"} <= set(t1.columns)
+            "winning_share", "accuracy_p_holm_vs_baseline", "sparsity"} <= set(t1.columns)
     assert list(t1.method) == ["baseline", "bagging", "base-lt", "active-lt", "random-lt"]
     assert pd.read_csv(r.csvs["missing"]).empty
     html = r.html.read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3
     assert base64.b64decode(html.split("base64,")[1].split("'")[0])[:4] == b"\x89PNG"
     md = r.markdown.read_text()
     assert "Table 1" in md and "Table 2" in md and "fig3_gain_vs_members.png" in md and "1.8e308" not in md
@@ -129,9 +129,10 @@ def test_several_tasks_make_one_report_side_by_side(tmp_path):
 
 
 def test_marks_render_as_the_papers_typography(tmp_path):
-    from mte.analysis.report import _html, _marked
+    from mte.analysis.display import marked
+    from mte.analysis.report import _html
 
-    assert _marked(0.8512, "‡", True) == "<u>***85.12***</u>‡"
-    assert _marked(0.8512, "†", False) == "*85.12*†"
-    page = _html([("table", pd.DataFrame({"x": [_marked(0.8512, "‡", True), _marked(0.8, "†", False)]}))], "t")
+    assert marked(0.8512, "‡", True) == "<u>***85.12***</u>‡"
+    assert marked(0.8512, "†", False) == "*85.12*†"
+    page = _html([("table", pd.DataFrame({"x": [marked(0.8512, "‡", True), marked(0.8, "†", False)]}))], "t")
     assert "<u><b><i>85.12</i></b></u>‡" in page and "<i>80.00</i>†" in page

@@ -73,13 +73,16 @@ def test_permutation_test_equals_brute_force_enumeration(task):
     k = task.metrics[0]
     observed = table_by_loop(task, xa, rs.labels, seeds, 2) - table_by_loop(task, xb, rs.labels, seeds, 2)
     assert c.gain[k] == pytest.approx(observed, abs=1e-12)
-    extreme = 0
+    extreme = above = 0
     for swap in product([False, True], repeat=4):
         s = np.array(swap)[:, None, None]
         pa, pb = np.where(s, xb, xa), np.where(s, xa, xb)
         stat = table_by_loop(task, pa, rs.labels, seeds, 2) - table_by_loop(task, pb, rs.labels, seeds, 2)
         extreme += abs(stat) >= abs(observed) - 1e-12
-    assert c.p_perm[k] == extreme / 16
+        above += stat >= observed - 1e-12
+    assert c.p_perm[k] == above / 16  # one-sided (H1: bagging is better): what the marks use
+    assert c.p_perm_two_sided[k] == extreme / 16
+    assert c.smallest_p == 1 / 16
 
 
 def test_identical_methods_have_no_difference_and_p_one():
@@ -122,7 +125,7 @@ def test_marks_follow_the_permutation_test():
     assert t.loc["random-lt", "accuracy_mark"] == "‡" and bool(t.loc["random-lt", "accuracy_ensemble_best"])
     assert t.loc["base-lt", "accuracy_mark"] == "†"  # better than BASELINE; it is BASE-LT itself, so no ‡
     assert t.loc["baseline", "accuracy_mark"] == ""
-    assert t.loc["random-lt", "winning_ticket"] and t.loc["baseline", "winning_ticket"] is None
+    assert t.loc["random-lt", "winning_share"] == 1 and np.isnan(t.loc["baseline", "winning_share"])
 
 
 def test_swap_patterns_enumerate_or_draw_with_the_identity_first():

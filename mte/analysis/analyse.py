@@ -4,10 +4,10 @@ Table 1 (ensembles), per method and metric: the single-model mean ± std (sample
 ensemble score of the paper's protocol (every 5-member combination within a seed group, averaged over the
 combinations and the groups; see `ensembles`); diff = ensemble − single; Δ = ensemble − BASELINE's with a
 seed-level interval; p-values of both tests (the paper's t-test and the seed-level permutation test, see
-`significance`) against BASELINE, BASE-LT and BAGGING, for the ensemble and for the diff. Marks use the
-permutation test: † better than BASELINE, ‡ better than BASELINE and BASE-LT; the best value of a column is
-marked too. Sparsity, and for the *-LT methods whether they are winning tickets (single score no worse than
-BASELINE's by more than one standard deviation, Chen et al.'s definition).
+`significance`) against BASELINE, BASE-LT and BAGGING, for the ensemble and for the diff, with Holm-adjusted
+p-values. Marks (`marks`): † better than BASELINE, ‡ better than BASELINE and BASE-LT; the best value of a column
+is marked too. Sparsity, and for the *-LT methods the share of winning tickets (`learning`); for classification,
+NLL, ECE and Brier of single models and ensembles (`calibration`).
 """
 
 from __future__ import annotations
@@ -18,19 +18,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mte.analysis import diversity
+from mte.analysis import calibration, diversity, learning, marks
 from mte.analysis.curves import gain_curves
 from mte.analysis.ensembles import PAPER_SIZE, MethodEnsembles, evaluate, seed_groups
+from mte.analysis.marks import BASE_LT, BASELINE
 from mte.analysis.options import AnalysisOptions
 from mte.analysis.overlap import iou_matrix, mean_off_diagonal
 from mte.analysis.resultset import ResultSet, method_order
-from mte.analysis.significance import Comparison, better, compare
+from mte.analysis.significance import Comparison, compare
 from mte.errors import MteError
 from mte.hparams import GROUP_SIZE, LOTTERY_METHODS
 from mte.metrics import predictions
 from mte.tasks import TaskSpec
 
-BASELINE, BASE_LT, BAGGING = "baseline", "base-lt", "bagging"
+BAGGING = "bagging"
 REFERENCES = (BASELINE, BASE_LT, BAGGING)  # every method is tested against each of these that is present
 PAPER_GROUPS = 2
 
@@ -57,6 +58,9 @@ class Analysis:
     missing: pd.DataFrame  # (method, seed) expected but absent
     options: AnalysisOptions
     majority: float | None  # majority-class rate of the dev labels (classification)
+    family: int = 0  # one-sided tests in the Holm family (every row of `tests` with a p-value)
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)  # NLL, ECE, Brier per method (classification)
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)  # the reliability diagram's bins
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # why the comparison cannot support a conclusion
     context: dict[str, str] = field(default_factory=dict)  # the settings that produced the results (header)
@@ -96,7 +100,7 @@ def table_sizes(groups: Mapping[str, list[int]], options: AnalysisOptions) -> tu
 
 
 def ensemble_table(rs: ResultSet, ens: dict[str, MethodEnsembles], sizes: tuple[int, ...],
-                   comparisons: dict[tuple[str, str], Comparison], alpha: float) -> pd.DataFrame:
+                   comparisons: dict[tuple[str, str], Comparison], alpha: float, headline: str) -> pd.DataFrame:
     """Table 1 as numbers (the CSV); `report` formats it."""
     score = {m: e.table_score(sizes) for m, e in ens.items()}
     rows = []
@@ -119,6 +123,8 @@ def ensemble_table(rs: ResultSet, ens: dict[str, MethodEnsembles], sizes: tuple[
                     f"{k}_diff_gain_vs_{r}": c.diff_gain[k] if c else np.nan,
                     f"{k}_p_vs_{r}": c.p_perm[k] if c else np.nan,
                     f"{k}_p_diff_vs_{r}": c.p_perm_diff[k] if c else np.nan,
+                    f"{k}_p_holm_vs_{r}": c.p_holm.get(k, np.nan) if c else np.nan,
+                    f"{k}_p_holm_diff_vs_{r}": c.p_holm_diff.get(k, np.nan) if c else np.nan,
                     f"{k}_ttest_p_vs_{r}": c.p_ttest[k] if c else np.nan,
                     f"{k}_ttest_p_diff_vs_{r}": c.p_ttest_diff[k] if c else np.nan,
                     f"{k}_gain_vs_{r}_ci_low": c.ci_low[k] if c else np.nan,
@@ -127,55 +133,39 @@ def ensemble_table(rs: ResultSet, ens: dict[str, MethodEnsembles], sizes: tuple[
             row[f"{k}_gain"] = row[f"{k}_gain_vs_baseline"]  # Δ BASELINE, the report's column
             row[f"{k}_gain_ci_low"] = row[f"{k}_gain_vs_baseline_ci_low"]
             row[f"{k}_gain_ci_high"] = row[f"{k}_gain_vs_baseline_ci_high"]
-            row[f"{k}_mark"] = _mark(comparisons, method, k, alpha, diff=False)
-            row[f"{k}_diff_mark"] = _mark(comparisons, method, k, alpha, diff=True)
+            row[f"{k}_mark"] = marks.mark(comparisons, method, k, alpha, diff=False)
+            row[f"{k}_diff_mark"] = marks.mark(comparisons, method, k, alpha, diff=True)
         rows.append(row)
     table = pd.DataFrame(rows)
     for k in rs.task.metrics:
         for col in (f"{k}_ensemble", f"{k}_diff"):
             best = table[col].max()
             table[f"{col}_best"] = np.isfinite(table[col]) & (table[col] == best)
-    base = table.set_index("method")
-    winning = []
-    for method in table.method:
-        if method not in LOTTERY_METHODS or BASELINE not in base.index:
-            winning.append(None)
-            continue
-        h = rs.task.metrics[0]
-        floor = base.loc[BASELINE, f"{h}_single"] - base.loc[BASELINE, f"{h}_single_std"]
-        winning.append(bool(base.loc[method, f"{h}_single"] >= floor) if np.isfinite(floor) else None)
-    table["winning_ticket"] = winning
+    tickets = {m: learning.winning_tickets(e.single[headline], ens[BASELINE].single[headline],
+                                           learning.learned(e.single, rs.labels, (headline,)))
+               for m, e in ens.items() if m in LOTTERY_METHODS and BASELINE in ens}
+    table["winning_tickets"] = [tickets[m].winning if tickets.get(m) else np.nan for m in table.method]
+    table["winning_share"] = [tickets[m].share if tickets.get(m) else np.nan for m in table.method]
+    table["winning_threshold"] = [tickets[m].threshold if tickets.get(m) else np.nan for m in table.method]
     return table
 
 
-def _mark(comparisons: dict[tuple[str, str], Comparison], method: str, metric: str, alpha: float,
-          diff: bool) -> str:
-    """† better than BASELINE, ‡ better than BASELINE and BASE-LT (the permutation test, p < alpha)."""
-    def over(ref: str) -> bool:
-        c = comparisons.get((method, ref))
-        if c is None:
-            return False
-        return better(c.diff_gain[metric], c.p_perm_diff[metric], alpha) if diff else \
-            better(c.gain[metric], c.p_perm[metric], alpha)
-
-    if not over(BASELINE):
-        return ""
-    return "‡" if over(BASE_LT) else "†"
-
-
 def tests_table(comparisons: dict[tuple[str, str], Comparison], metrics: tuple[str, ...]) -> pd.DataFrame:
+    """One row per test: the one-sided p the marks use, its Holm adjustment, the two-sided p, the paper's t-test."""
     rows = []
     for (method, ref), c in comparisons.items():
         for k in metrics:
-            for quantity, gain, p_perm, p_t in (("ensemble", c.gain, c.p_perm, c.p_ttest),
-                                                ("diff", c.diff_gain, c.p_perm_diff, c.p_ttest_diff)):
+            for quantity, gain, p_perm, p_holm, p_two, p_t in (
+                    ("ensemble", c.gain, c.p_perm, c.p_holm, c.p_perm_two_sided, c.p_ttest),
+                    ("diff", c.diff_gain, c.p_perm_diff, c.p_holm_diff, c.p_perm_diff_two_sided, c.p_ttest_diff)):
                 rows.append({"method": method, "reference": ref, "metric": k, "quantity": quantity,
-                             "difference": gain[k], "p_permutation": p_perm[k], "p_ttest_paper": p_t[k],
+                             "difference": gain[k], "p_permutation": p_perm[k], "p_holm": p_holm.get(k, np.nan),
+                             "p_permutation_two_sided": p_two[k], "p_ttest_paper": p_t[k],
                              "ci_low": c.ci_low[k] if quantity == "ensemble" else np.nan,
                              "ci_high": c.ci_high[k] if quantity == "ensemble" else np.nan,
                              "pairs": len(c.seeds), "permutations": c.permutations, "exact": c.exact})
-    columns = ["method", "reference", "metric", "quantity", "difference", "p_permutation", "p_ttest_paper",
-               "ci_low", "ci_high", "pairs", "permutations", "exact"]
+    columns = ["method", "reference", "metric", "quantity", "difference", "p_permutation", "p_holm",
+               "p_permutation_two_sided", "p_ttest_paper", "ci_low", "ci_high", "pairs", "permutations", "exact"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -208,8 +198,8 @@ def overlap_tables(rs: ResultSet, notes: list[str]) -> tuple[pd.DataFrame, dict[
     return pd.DataFrame(rows, columns=["method", "masks", "mean_iou", "min_iou", "max_iou"]), matrices
 
 
-def conclusion_warnings(rs: ResultSet, ens: dict[str, MethodEnsembles], table: pd.DataFrame,
-                        comparisons: dict[tuple[str, str], Comparison], alpha: float) -> tuple[list[str], float | None]:
+def conclusion_warnings(rs: ResultSet, ens: dict[str, MethodEnsembles], comparisons: dict[tuple[str, str], Comparison],
+                        alpha: float, headline: str) -> tuple[list[str], float | None]:
     """Why the tables cannot support a conclusion (empty if nothing is wrong), and the majority-class rate."""
     out = []
     full = {m: sum(n >= PAPER_SIZE for n in e.group_sizes) for m, e in ens.items()}
@@ -217,20 +207,10 @@ def conclusion_warnings(rs: ResultSet, ens: dict[str, MethodEnsembles], table: p
     if short:
         out.append(f"fewer than {PAPER_GROUPS} groups of {PAPER_SIZE} seeds for {', '.join(short)} (the paper: "
                    f"{PAPER_GROUPS} groups of {GROUP_SIZE}): its ensembles rest on too few seeds to compare methods")
-    majority = None
-    if not rs.task.is_regression:
-        majority = float(np.bincount(rs.labels).max() / len(rs.labels))
-        if "accuracy" in rs.task.metrics:
-            se = np.sqrt(majority * (1 - majority) / len(rs.labels))
-            near = table.method[table.accuracy_single < majority + 2 * se].tolist()
-            if near:
-                out.append(f"single models of {', '.join(near)} are within two standard errors of the majority-class "
-                           f"rate ({100 * majority:.1f}% ± {200 * se:.1f}): they barely learned the task")
-    # Swapping every pair negates the statistic, so the smallest two-sided p-value of the exact test is 2/2^pairs.
-    coarse = sorted({len(c.seeds) for c in comparisons.values() if c.exact and 2 / c.permutations >= alpha})
-    if coarse:
-        out.append(f"with {' or '.join(map(str, coarse))} seed pair(s) the permutation test cannot reach p < {alpha:g} "
-                   f"(its smallest p-value is 2/2^pairs): no difference can be significant")
+    majority = None if rs.task.is_regression else float(np.bincount(rs.labels).max() / len(rs.labels))
+    checked = tuple(dict.fromkeys([headline, *(["accuracy"] if "accuracy" in rs.task.metrics else [])]))
+    out += learning.not_learned_warnings({m: e.single for m, e in ens.items()}, rs.labels, checked)
+    out += marks.out_of_reach(comparisons, alpha)
     return out, majority
 
 
@@ -292,14 +272,21 @@ def analyse(rs: ResultSet, options: AnalysisOptions | None = None, expected_seed
     missing: list[tuple[str, int]] = []
     if expected_seeds is not None:
         missing = rs.missing(expected_seeds, method_order([*(expected_methods or []), *rs.methods]))
-    table1 = ensemble_table(rs, ens, sizes, comparisons, o.alpha)
-    found, majority = conclusion_warnings(rs, ens, table1, comparisons, o.alpha)
+    family = marks.adjust(comparisons, rs.task.metrics)
+    table1 = ensemble_table(rs, ens, sizes, comparisons, o.alpha, headline)
+    calib, reliability = pd.DataFrame(), pd.DataFrame()
+    if not rs.task.is_regression:  # in Table 1 too, so the sweep's parent run records them as metrics
+        calib, reliability = calibration.calibration_tables({m: rs.logits(m) for m in ens}, ens, sizes, rs.labels,
+                                                            o.combine)
+        table1 = table1.merge(calib, on="method", how="left")
+    found, majority = conclusion_warnings(rs, ens, comparisons, o.alpha, headline)
     return Analysis(
         task=rs.task, examples=len(rs.labels), headline=headline, sizes=sizes, curve_sizes=curve_sizes,
         seeds={m: rs.seeds(m) for m in rs.methods},
         groups={m: [len(g) for g in e.groups] for m, e in ens.items()},
         table1=table1, tests=tests_table(comparisons, rs.task.metrics), table2=table2, overlap=overlap, iou=iou,
         curves=gain_curves(ens, rs.task.metrics, curve_sizes, BASELINE),
-        missing=pd.DataFrame(missing, columns=["method", "seed"]), options=o, majority=majority,
+        missing=pd.DataFrame(missing, columns=["method", "seed"]), options=o, majority=majority, family=family,
+        calibration=calib, reliability=reliability,
         notes=notes, warnings=[*warnings, *found], context=dict(context or {}),
     )

@@ -77,3 +77,34 @@ def iou_figure(iou: dict[str, pd.DataFrame]) -> Figure:
 def save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     return path
+
+
+def reliability_figure(reliability: pd.DataFrame, calibration: pd.DataFrame, classes: int) -> Figure:
+    """Figure 5: reliability diagram per method: accuracy against mean confidence in 15 equal-width bins of the
+    top-class probability, single models (pooled over seeds) and Table 1's ensembles; grey bars: the share of
+    the ensembles' examples in each bin. On the diagonal a model is as often right as it is confident."""
+    methods = list(dict.fromkeys(reliability.method))
+    width = 3.4 * len(methods) + 0.8
+    fig = Figure(figsize=(width, 3.9))
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.2 / width, bottom=0.14, top=0.86, wspace=0.25)
+    axes = fig.subplots(1, len(methods), squeeze=False, sharey=True)[0]
+    ece = calibration.set_index("method")
+    low = 1.0 / classes
+    for ax, method in zip(axes, methods, strict=True):
+        d = reliability[reliability.method == method]
+        ens = d[d.kind == "ensemble"]
+        ax.bar(ens.low, ens.share, width=ens.high - ens.low, align="edge", color="0.85", label="share (ensembles)")
+        ax.plot([low, 1], [low, 1], color="grey", linestyle="--", linewidth=0.8)
+        for i, kind in enumerate(("single", "ensemble")):
+            k = d[(d.kind == kind) & (d.share > 0)]
+            e = ece.loc[method, f"ece_{kind}"]
+            ax.plot(k.confidence, k.accuracy, marker="o", markersize=3.5, color=f"C{i}",
+                    label=f"{kind} (ECE {100 * e:.1f})" if np.isfinite(e) else kind)
+        ax.set_xlim(max(0.0, low - 0.05), 1.0)
+        ax.set_ylim(0, 1.0)
+        ax.set_xlabel("confidence (top-class probability)")
+        ax.set_title(label(method), fontsize=10)
+        ax.legend(fontsize="x-small", loc="upper left", frameon=False)
+    axes[0].set_ylabel("accuracy in bin")
+    fig.suptitle("Reliability: 15 equal-width confidence bins; dashed: perfect calibration", fontsize=9)
+    return fig

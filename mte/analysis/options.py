@@ -26,7 +26,8 @@ class AnalysisOptions:
     permutations: int = hp(1000, "Random swaps of the seed-level permutation test (all 2^pairs when fewer).")
     permutation_seed: int = hp(0, "Seed of the permutation test's swaps.")
     level: float = hp(0.95, "Confidence level of the Δ intervals (seed-level jackknife).")
-    alpha: float = hp(0.05, "Significance level of the marks.")
+    alpha: float = hp(0.05, "Significance level of the marks: a mark claims 'better' when the one-sided p is "
+                            "below it (false marks at rate alpha).")
 
     def validate(self) -> AnalysisOptions:
         check(self)

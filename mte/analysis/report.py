@@ -14,18 +14,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from mte.analysis import figures
+from mte.analysis import figures, marks
 from mte.analysis.analyse import Analysis, analyse
-from mte.analysis.diversity import MEASURES
+from mte.analysis.display import (
+    calibration_display,
+    combined_display,
+    curves_display,
+    overlap_display,
+    ranges,
+    table1_display,
+    table2_display,
+    tests_display,
+)
 from mte.analysis.options import AnalysisOptions
 from mte.analysis.resultset import ResultSet
-
-DIVERSITY_NAMES = {"q_statistic": "Q statistic ↓", "ratio_errors": "Ratio errors ↑",
-                   "negative_double_fault": "Neg. double fault ↑", "disagreement": "Disagreement ↑",
-                   "correlation": "Correlation ↓"}
 
 
 @dataclass
@@ -46,119 +50,6 @@ class ReportSummary:
     def paths(self) -> list[Path]:
         """Every file written (what to log as artifacts)."""
         return [self.markdown, self.html, *self.csvs.values(), *self.figures.values()]
-
-
-# ---- formatting ------------------------------------------------------------------------------------
-
-def _num(x: float, scale: float = 100, digits: int = 2, sign: bool = False) -> str:
-    if x is None or not np.isfinite(x):
-        return "—"
-    return f"{x * scale:{'+' if sign else ''}.{digits}f}"
-
-
-def _p(p: float) -> str:
-    if p is None or not np.isfinite(p):
-        return "—"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def _ranges(values: Iterable[int]) -> str:
-    """[0, 1, 2, 5] → '0–2, 5'."""
-    out: list[str] = []
-    values = sorted(values)
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        out.append(str(values[i]) if i == j else f"{values[i]}–{values[j]}")
-        i = j + 1
-    return ", ".join(out)
-
-
-def _marked(value: float, mark: str, best: bool, sign: bool = False) -> str:
-    """A score with the paper's typography: *italic*† better than BASELINE, ***bold italic***‡ better than
-    BASELINE and BASE-LT, <u>underlined</u> the best of its column."""
-    text = _num(value, sign=sign)
-    if text == "—":
-        return text
-    text = {"†": f"*{text}*", "‡": f"***{text}***"}.get(mark, text)
-    return (f"<u>{text}</u>" if best else text) + mark
-
-
-def table1_display(a: Analysis) -> pd.DataFrame:
-    t = a.table1
-    show = {"Method": t.method.map(figures.label), "Seeds": t.seeds.astype(str),
-            "Sparsity": [_num(s, digits=0) + "%" if np.isfinite(s) else "—" for s in t.sparsity]}
-    for k in a.task.metrics:
-        show[f"{k} single"] = [f"{_num(m)} ± {_num(s)}" for m, s in zip(t[f"{k}_single"], t[f"{k}_single_std"],
-                                                                        strict=True)]
-        show[f"{k} ensemble"] = [_marked(e, mk, b) for e, mk, b in
-                                 zip(t[f"{k}_ensemble"], t[f"{k}_mark"], t[f"{k}_ensemble_best"], strict=True)]
-        show[f"{k} diff"] = [_marked(d, mk, b, sign=True) for d, mk, b in
-                             zip(t[f"{k}_diff"], t[f"{k}_diff_mark"], t[f"{k}_diff_best"], strict=True)]
-        show[f"{k} Δ BASELINE [{round(100 * a.options.level)}% CI]"] = [
-            "—" if not np.isfinite(g) else f"{_num(g, sign=True)} [{_num(lo, sign=True)}, {_num(hi, sign=True)}]"
-            for g, lo, hi in zip(t[f"{k}_gain"], t[f"{k}_gain_ci_low"], t[f"{k}_gain_ci_high"], strict=True)]
-    show["Winning ticket"] = ["—" if w is None else "yes" if w else "no" for w in t.winning_ticket]
-    return pd.DataFrame(show)
-
-
-def tests_display(a: Analysis) -> pd.DataFrame:
-    """Both tests' p-values of every comparison, headline metric."""
-    t = a.tests[a.tests.metric == a.headline]
-    rows = []
-    for (method, ref), g in t.groupby(["method", "reference"], sort=False):
-        e, d = (g[g.quantity == q].iloc[0] for q in ("ensemble", "diff"))
-        rows.append({"Method": figures.label(method), "vs": figures.label(ref),
-                     "Δ ensemble": _num(e.difference, sign=True), "p (seed-level)": _p(e.p_permutation),
-                     "p (paper's t-test)": _p(e.p_ttest_paper), "Δ diff": _num(d.difference, sign=True),
-                     "p diff (seed-level)": _p(d.p_permutation), "p diff (paper's t-test)": _p(d.p_ttest_paper),
-                     "Seed pairs": str(int(e.pairs))})
-    return pd.DataFrame(rows)
-
-
-def table2_display(a: Analysis) -> pd.DataFrame:
-    t = a.table2
-    show = {"Method": t.method.map(figures.label), "Members": t.members.astype(str)}
-    for name in MEASURES:
-        show[DIVERSITY_NAMES[name]] = [_num(v, scale=1, digits=3) for v in t[name]]
-    return pd.DataFrame(show)
-
-
-def overlap_display(a: Analysis) -> pd.DataFrame:
-    t = a.overlap
-    return pd.DataFrame({"Method": t.method.map(figures.label), "Masks": t.masks.astype(str),
-                         "Mean IoU": [_num(v, 1, 3) for v in t.mean_iou],
-                         "Min": [_num(v, 1, 3) for v in t.min_iou], "Max": [_num(v, 1, 3) for v in t.max_iou]})
-
-
-def curves_display(a: Analysis) -> pd.DataFrame:
-    c = a.curves[a.curves.metric == a.headline]
-    if c.empty:
-        return pd.DataFrame()
-    cells = c.assign(cell=[f"{_num(g, sign=True)} ± {_num(s)}" for g, s in zip(c.gain, c["std"], strict=True)])
-    wide = cells.pivot(index="method", columns="members", values="cell").reindex(a.methods).dropna(how="all")
-    wide = wide.fillna("—")
-    wide.columns = [f"{m} member{'s' if m > 1 else ''}" for m in wide.columns]
-    return wide.reset_index().rename(columns={"method": "Method"}).assign(Method=lambda d: d.Method.map(figures.label))
-
-
-def combined_display(analyses: Sequence[Analysis]) -> pd.DataFrame:
-    """Table 1 of several tasks side by side: each task's headline metric (single, ensemble, diff)."""
-    methods = list(dict.fromkeys(m for a in analyses for m in a.methods))
-    show: dict[str, list[str]] = {"Method": [figures.label(m) for m in methods]}
-    for a in analyses:
-        t, k = a.table1.set_index("method"), a.headline
-        rows = [t.loc[m] if m in t.index else None for m in methods]
-        show[f"{a.task.folder} {k} single"] = [
-            "—" if r is None else f"{_num(r[f'{k}_single'])} ± {_num(r[f'{k}_single_std'])}" for r in rows]
-        show[f"{a.task.folder} {k} ensemble"] = [
-            "—" if r is None else _marked(r[f"{k}_ensemble"], r[f"{k}_mark"], r[f"{k}_ensemble_best"]) for r in rows]
-        show[f"{a.task.folder} {k} diff"] = [
-            "—" if r is None else _marked(r[f"{k}_diff"], r[f"{k}_diff_mark"], r[f"{k}_diff_best"], sign=True)
-            for r in rows]
-    return pd.DataFrame(show)
 
 
 # ---- document blocks, rendered as Markdown and HTML ------------------------------------------------
@@ -232,7 +123,7 @@ def _html(blocks: Sequence[Block], title: str) -> str:
 def _header(a: Analysis) -> list[Block]:
     task = a.task
     kind = "scores" if task.is_regression else f"class {a.options.combine}"
-    seeds = "; ".join(f"{figures.label(m)} {len(s)} ({_ranges(s)})" for m, s in a.seeds.items())
+    seeds = "; ".join(f"{figures.label(m)} {len(s)} ({ranges(s)})" for m, s in a.seeds.items())
     sizes = "/".join(map(str, a.sizes))
     protocol = (f"Protocol: seeds are grouped by id (0–9, 10–19, …); within a group every {sizes}-member "
                 f"combination is an ensemble (the mean of its members' {kind}); Table 1's ensemble score is the mean "
@@ -262,24 +153,39 @@ def _no_significant(a: Analysis) -> str | None:
     return None
 
 
+def _holm_line(a: Analysis) -> str | None:
+    """Which marks of the headline metric do not survive Holm's adjustment."""
+    t = a.tests[(a.tests.metric == a.headline) & (a.tests.difference > 0)
+                & (a.tests.p_permutation < a.options.alpha) & ~(a.tests.p_holm < a.options.alpha)]
+    if t.empty:
+        return None
+    names = [f"{figures.label(r.method)} vs {figures.label(r.reference)} ({r.quantity})" for r in t.itertuples()]
+    return f"Significant alone but not after Holm's adjustment (p Holm ≥ {a.options.alpha:g}): {', '.join(names)}."
+
+
 def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) -> list[Block]:
     blocks: list[Block] = []
     if len(a.missing):
         by_method = a.missing.groupby("method", sort=False).seed.apply(list)
         blocks += [(level, "Missing results"),
                    ("p", "Expected but not (yet) there, so left out of every table:"),
-                   ("ul", [f"{figures.label(m)}: seed(s) {_ranges(s)}" for m, s in by_method.items()])]
+                   ("ul", [f"{figures.label(m)}: seed(s) {ranges(s)}" for m, s in by_method.items()])]
     if a.notes:
         blocks += [(level, "Notes"), ("ul", a.notes)]
     alpha = a.options.alpha
     blocks += [
         (level, "Table 1: single models and ensembles"),
-        ("p", f"Scores ×100. Marks (seed-level permutation test, p < {alpha:g}): *italic*† better than BASELINE, "
-              f"***bold italic***‡ better than BASELINE and BASE-LT; <u>underlined</u>: the best of the column. "
-              f"Diff = ensemble − single, marked when it is larger than BASELINE's diff. Δ BASELINE = ensemble − "
-              f"BASELINE's ensemble, with a {round(100 * a.options.level)}% seed-level interval (delete-one-seed "
-              f"jackknife). Winning ticket: the single score is no worse than BASELINE's by more than one standard "
-              f"deviation (Chen et al.). Every p-value is in {prefix}table1_ensembles.csv and {prefix}tests.csv."),
+        ("p", f"Scores ×100. A mark claims \"better than\" at α = {alpha:g}: the seed-level permutation test's "
+              f"one-sided p (H1: this method is better), unadjusted, below {alpha:g}, so a mark is false at rate "
+              f"{alpha:g} (checked by simulation). *italic*† better than BASELINE, ***bold italic***‡ better than "
+              f"BASELINE and BASE-LT; <u>underlined</u>: the best of the column. Diff = ensemble − single, marked "
+              f"when it is larger than BASELINE's diff and the ensemble is marked too; {marks.NO_GAIN}: a diff "
+              f"larger than BASELINE's without a better ensemble (weaker single models, not a gain from "
+              f"ensembling). Δ BASELINE = ensemble − BASELINE's ensemble, with a {round(100 * a.options.level)}% "
+              f"seed-level interval (delete-one-seed jackknife). Winning tickets: seeds whose single {a.headline} "
+              f"is at least BASELINE's mean − 1 standard deviation (within one sd below the dense models' mean, or "
+              f"above) and beats the trivial predictor (Frankle & Carbin; Chen et al.). Every p-value, with its "
+              f"Holm adjustment, is in {prefix}table1_ensembles.csv and {prefix}tests.csv."),
         ("table", table1_display(a)),
     ]
     line = _no_significant(a)
@@ -290,11 +196,17 @@ def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) ->
             (level, "Table 1b: significance of the differences"),
             ("p", f"{a.headline}, every method against BASELINE, BASE-LT and BAGGING. Seed-level: the permutation "
                   f"test that swaps the two methods' members seed by seed and recomputes Table 1's statistic (its "
-                  f"size is checked by simulation; the marks use it). Paper's t-test: Student's t-test over the "
-                  f"combination scores, as in the paper; combinations overlap, so this test is anti-conservative "
-                  f"(it finds differences that are not there)."),
+                  f"false-mark rate is checked by simulation), one-sided (H1: the method is better); the marks "
+                  f"use it unadjusted. Holm: the same p adjusted over this report's family of {a.family} one-sided "
+                  f"tests (every method, reference, metric, ensemble and diff), which controls the chance of any "
+                  f"false mark in the report. Paper's t-test: Student's t-test over the combination scores, "
+                  f"two-sided, as in the paper; combinations overlap, so this test is anti-conservative (it finds "
+                  f"differences that are not there). The two-sided permutation p is in {prefix}tests.csv."),
             ("table", tests_display(a)),
         ]
+        line = _holm_line(a)
+        if line:
+            blocks.append(("p", line))
     if not a.table2.empty:
         blocks += [
             (level, "Table 2: diversity of members"),
@@ -321,12 +233,26 @@ def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) ->
                    ("table", overlap_display(a))]
         if "mask_iou" in figs:
             blocks.append(("img", (figs["mask_iou"], "Figure 4: mask IoU heatmaps")))
+    if not a.calibration.empty:
+        blocks += [
+            (level, "Table 3 and Figure 5: calibration of single models and ensembles"),
+            ("p", f"NLL: mean −log p(true class). Brier: mean over examples of the squared distance between the "
+                  f"class probabilities and the one-hot true class (0 to 2). ECE: 15 equal-width bins of the "
+                  f"top-class probability, Σ (share of examples) × |accuracy − confidence|. Single: mean ± sample sd "
+                  f"over seeds; ensemble: the mean over Table 1's {'/'.join(map(str, a.sizes))}-member ensembles "
+                  f"(their {a.options.combine} averaged). Lower is better for all three. Numbers in "
+                  f"{prefix}calibration.csv (and Table 1's CSV), bins in {prefix}reliability.csv."),
+            ("table", calibration_display(a)),
+        ]
+        if "reliability" in figs:
+            blocks.append(("img", (figs["reliability"], "Figure 5: reliability diagrams")))
     return blocks
 
 
 def _tables(a: Analysis) -> dict[str, pd.DataFrame]:
     tables = {"table1_ensembles": a.table1, "tests": a.tests, "table2_diversity": a.table2,
-              "mask_overlap": a.overlap, "curves": a.curves, "missing": a.missing}
+              "mask_overlap": a.overlap, "curves": a.curves, "missing": a.missing, "calibration": a.calibration,
+              "reliability": a.reliability}
     return tables | {f"mask_iou_{m}": df.reset_index() for m, df in a.iou.items()}
 
 
@@ -340,7 +266,7 @@ def write_report(analyses: Analysis | Sequence[Analysis], out_dir: Path, plots: 
     for a in analyses:
         prefix = f"{a.task.name}_" if several else ""
         for name, df in _tables(a).items():
-            if name == "table2_diversity" and df.empty:
+            if name in ("table2_diversity", "calibration", "reliability") and df.empty:
                 continue
             tables[prefix + name] = df
             csvs[prefix + name] = out_dir / f"{prefix}{name}.csv"
@@ -351,6 +277,10 @@ def write_report(analyses: Analysis | Sequence[Analysis], out_dir: Path, plots: 
                 figs["gain_vs_members"] = figures.save(
                     figures.gain_figure([(a.curves, a.headline, f"{a.task.folder}: gain over BASELINE")]),
                     out_dir / f"{prefix}fig3_gain_vs_members.png")
+            if not a.reliability.empty:
+                figs["reliability"] = figures.save(
+                    figures.reliability_figure(a.reliability, a.calibration, a.task.num_labels),
+                    out_dir / f"{prefix}fig5_reliability.png")
             if a.iou:
                 figs["mask_iou"] = figures.save(figures.iou_figure(a.iou), out_dir / f"{prefix}fig4_mask_iou.png")
         figs_by_task.append(figs)

@@ -8,8 +8,11 @@ simulation of `mte.analysis.simulate` it rejects far more often than its nominal
 head initialisation and data order); under "no difference" the two members of a pair are exchangeable. Each
 permutation swaps the members of a random subset of pairs (within their group, since a pair is one seed) and
 recomputes the statistic exactly as Table 1 computes it (every 5-member combination within each group). The
-p-value counts permuted statistics at least as extreme as the observed one, two-sided; with 2^S ≤ the
-number asked for, all 2^S swaps are enumerated (exact). Its size is checked by simulation in the test suite.
+p-value of a mark is one-sided (H1: A is better than B): the share of permuted statistics at least as large as
+the observed one. A mark claims a direction, so a two-sided p with "and the gain is positive" would be a test at
+α/2; the two-sided p is kept beside it for a reader who asks "different at all?". With 2^S ≤ the number asked
+for, all 2^S swaps are enumerated (exact); either way the smallest p is 1 / (the statistics counted). The rate
+of false marks is checked against α by simulation in the test suite.
 
 The interval for Δ = ensemble(A) − ensemble(B) is a delete-one-pair jackknife over seeds: the protocol's mean
 over the combinations that do not contain seed s (of either method) is Δ without that pair, so it costs
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -58,14 +61,23 @@ class Comparison:
     seeds: list[int]  # the pairs compared (seeds both methods have)
     gain: dict[str, float]  # ensemble(A) − ensemble(B)
     diff_gain: dict[str, float]  # (ensemble − single)(A) − (ensemble − single)(B)
-    p_perm: dict[str, float]  # seed-level permutation test of `gain`
+    p_perm: dict[str, float]  # seed-level permutation test of `gain`, one-sided (A better): what marks use
     p_perm_diff: dict[str, float]  # ... of `diff_gain`
+    p_perm_two_sided: dict[str, float]  # the same tests, two-sided
+    p_perm_diff_two_sided: dict[str, float]
     p_ttest: dict[str, float]  # the paper's t-test over combination scores (ensemble)
     p_ttest_diff: dict[str, float]  # ... over combination diffs (ensemble − mean single of its members)
     ci_low: dict[str, float]  # jackknife interval of `gain`
     ci_high: dict[str, float]
     permutations: int  # permuted statistics the p-values rest on (2^S when enumerated)
     exact: bool
+    p_holm: dict[str, float] = field(default_factory=dict)  # `p_perm` Holm-adjusted over the report's family
+    p_holm_diff: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def smallest_p(self) -> float:
+        """The smallest p-value the test can give: the observed statistic counts among the permuted ones."""
+        return 1.0 / self.permutations
 
 
 def pair_outputs(a: MethodEnsembles, b: MethodEnsembles) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -117,23 +129,35 @@ def statistics(task: TaskSpec, a: np.ndarray, b: np.ndarray, labels: np.ndarray,
     return gain, diff
 
 
+@dataclass
+class PermutationResult:
+    gain: dict[str, float]  # one-sided p of the gain (A better than B)
+    diff: dict[str, float]  # one-sided p of the diff gain
+    gain_two_sided: dict[str, float]
+    diff_two_sided: dict[str, float]
+    total: int  # permuted statistics counted, the identity included
+    exact: bool
+
+
 def permutation_p(task: TaskSpec, a: np.ndarray, b: np.ndarray, labels: np.ndarray, comb: Combinations,
-                  permutations: int = 1000, seed: int = 0, batch: int = 50
-                  ) -> tuple[dict[str, float], dict[str, float], int, bool]:
-    """Two-sided p-values of the seed-level permutation test of (gain, diff gain) per metric, with the number of
-    permuted statistics and whether they were all 2^S (see the module docstring)."""
+                  permutations: int = 1000, seed: int = 0, batch: int = 50) -> PermutationResult:
+    """p-values of the seed-level permutation test of (gain, diff gain) per metric, one- and two-sided, with the
+    number of permuted statistics and whether they were all 2^S (see the module docstring)."""
     patterns, exact = swap_patterns(a.shape[0], permutations, seed)
     observed = statistics(task, a, b, labels, comb, patterns[:1] & False)
-    hits = [{m: 0 for m in task.metrics} for _ in observed]
+    above = [{m: 0 for m in task.metrics} for _ in observed]
+    extreme = [{m: 0 for m in task.metrics} for _ in observed]
     for start in range(0, len(patterns), batch):
         permuted = statistics(task, a, b, labels, comb, patterns[start:start + batch])
-        for h, obs, perm in zip(hits, observed, permuted, strict=True):
+        for up, both, obs, perm in zip(above, extreme, observed, permuted, strict=True):
             for m in task.metrics:
-                h[m] += int(np.count_nonzero(np.abs(perm[m]) >= np.abs(obs[m][0]) - _TIE))
+                up[m] += int(np.count_nonzero(perm[m] >= obs[m][0] - _TIE))
+                both[m] += int(np.count_nonzero(np.abs(perm[m]) >= np.abs(obs[m][0]) - _TIE))
     # Random draws include the identity, so hits / (P + 1) is the usual (1 + e) / (1 + P).
     total = len(patterns)
-    p = [{m: h[m] / total for m in task.metrics} for h in hits]
-    return p[0], p[1], total, exact
+    one = [{m: h[m] / total for m in task.metrics} for h in above]
+    two = [{m: h[m] / total for m in task.metrics} for h in extreme]
+    return PermutationResult(one[0], one[1], two[0], two[1], total, exact)
 
 
 def jackknife_interval(gain_by_pair: np.ndarray, gain: float, level: float) -> tuple[float, float]:
@@ -161,7 +185,7 @@ def compare(task: TaskSpec, labels: np.ndarray, a: MethodEnsembles, b: MethodEns
     ta, tb = table_score(sa, comb), table_score(sb, comb)
     gain = {m: float(ta[m] - tb[m]) for m in task.metrics}
     diff_gain = {m: float((ta[m] - single_a[m].mean()) - (tb[m] - single_b[m].mean())) for m in task.metrics}
-    p_perm, p_perm_diff, total, exact = permutation_p(task, xa, xb, labels, comb, permutations, seed)
+    perm = permutation_p(task, xa, xb, labels, comb, permutations, seed)
     size_of = comb.sizes
     p_t, p_t_diff, lo, hi = {}, {}, {}, {}
     for m in task.metrics:
@@ -175,9 +199,12 @@ def compare(task: TaskSpec, labels: np.ndarray, a: MethodEnsembles, b: MethodEns
             keep = ~comb.members[:, i]
             by_pair.append(rest.weights @ sa[m][keep] - rest.weights @ sb[m][keep] if len(rest) else np.nan)
         lo[m], hi[m] = jackknife_interval(np.array(by_pair), gain[m], level)
-    return Comparison(a.method, b.method, seeds, gain, diff_gain, p_perm, p_perm_diff, p_t, p_t_diff, lo, hi,
-                      total, exact)
+    return Comparison(a.method, b.method, seeds, gain, diff_gain, perm.gain, perm.diff, perm.gain_two_sided,
+                      perm.diff_two_sided, p_t, p_t_diff, lo, hi, perm.total, perm.exact)
 
 
 def better(gain: float, p: float, alpha: float) -> bool:
+    """The definition of a mark: the one-sided p (H1: better) is below α, so false marks occur at rate α (checked
+    by simulation). The gain must be positive too, which a one-sided p below α implies but for a test with very
+    few permutations."""
     return bool(np.isfinite(p) and gain > 0 and p < alpha)
