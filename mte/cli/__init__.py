@@ -6,12 +6,11 @@ One module per command (run, sweep, report, tune-tau, ui); flags come from the o
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import logging
 import os
 import signal
 import sys
-import threading
 
 import typer
 from rich.console import Console
@@ -52,30 +51,29 @@ def _root(version: bool = typer.Option(False, "--version", "-V", callback=_versi
 def main(args: list[str] | None = None) -> None:
     """Console entry point: bad input (ours or the option parser's) becomes one line on stderr and exit code 2;
     Ctrl-C and SIGTERM stop cleanly (a sweep's parent run is marked KILLED, Ray is stopped) with 130 and 143.
-    The process then leaves without Python's teardown (`leave`)."""
+    The process then ends by Python's normal shutdown, whose thread-exit hooks stop the thread pools libraries
+    leave running (e.g. MLflow's artifact uploads), so it exits once the command is done."""
     try:
         _main(args)
+        code = 0
     except SystemExit as e:
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)
-        leave(e.code if isinstance(e.code, int) else 0 if e.code is None else 1)
-    leave(0)
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    sys.exit(_flushed(code))
 
 
-def leave(code: int) -> None:
-    """Exit once the command is done as `sys.exit` would (other threads joined, atexit handlers run, output
-    flushed), minus the interpreter's teardown: finalising torch, transformers, Ray and MLflow modules took
-    1.0–1.7 s after every command, time a user waits for nothing (nothing of mte's is written by finalisers)."""
-    for t in threading.enumerate():
-        if t is not threading.current_thread() and not t.daemon:
-            t.join()
-    atexit._run_exitfuncs()
+def _flushed(code: int) -> int:
+    """Flush the output now, so that a reader gone away (`mte … | head`) costs exit code 1 instead of the
+    interpreter's warning at exit; the closed stream is pointed at /dev/null, for what shutdown still writes."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (e.g. `mte … | head`)
+        except (OSError, ValueError):
             code = code or 1
-    os._exit(code)
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    return code
 
 
 def _main(args: list[str] | None) -> None:

@@ -1,0 +1,115 @@
+"""Every `mte` command exits once its work is done: a real `python -m mte` process against a real `mlflow server`
+(whose artifact uploads leave thread pools behind) must end by itself within a deadline, and its local Ray with it.
+Each prints how long the process took to exit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+from servers import free_port, mlflow_server
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--train-limit", "16", "--eval-limit", "8", "--epochs", "1", "--max-length", "32", "--batch-size", "16",
+        "--rounds", "1"]
+SWEEP_DEADLINE_S = 300
+REPORT_DEADLINE_S = 60
+
+
+def ray_processes(temp: Path) -> list[str]:
+    """Processes of the Ray whose session lives under `temp` (Ray names its temp dir on their command lines)."""
+    found = []
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
+        if any(str(temp) in c for c in p.info["cmdline"] or []):
+            found.append(f"{p.info['pid']} {p.info['name']}")
+    return found
+
+
+def kill_all(temp: Path) -> None:
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(str(temp) in c for c in p.info["cmdline"] or []):
+                p.kill()
+
+
+def run_to_exit(args: list[str], cwd: Path, env: dict[str, str], deadline: float) -> tuple[int, str, str, float]:
+    """`python -m mte *args` to its exit: (exit code, stdout, stderr, seconds); fails the test past `deadline`,
+    after killing the process group (a hung command must not outlive the test)."""
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "mte", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"`mte {args[0]}` did not exit within {deadline:.0f} s; stderr tail:\n{err[-2000:]}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out, err, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def served(generated_glue, tmp_path_factory):
+    """A real `mlflow server` on a free loopback port, and an environment whose Ray sessions live in a temp dir of
+    the test's own (to find every process a sweep's local Ray started)."""
+    root = tmp_path_factory.mktemp("exit")
+    temp = Path(tempfile.mkdtemp(prefix="mte-exit-", dir="/tmp"))  # Ray's socket paths must stay short
+    port = free_port()
+    server = mlflow_server(root, port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {
+        "RAY_TMPDIR": str(temp), "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    try:
+        yield f"http://127.0.0.1:{port}", root, temp, env
+    finally:
+        kill_all(temp)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def swept(served, generated_glue):
+    uri, root, temp, env = served
+    # Two seeds: the sweep ends with its report, read back (downloaded) from the server.
+    args = ["sweep", "--methods", "baseline", "--seeds", "2", *TINY, "--data-dir", str(generated_glue), "--out",
+            str(root / "store"), "--tracking-uri", uri, "--experiment", "exit", "--no-dashboard", "--num-cpus", "1"]
+    code, out, err, took = run_to_exit(args, root, env, SWEEP_DEADLINE_S)
+    time.sleep(2)  # what Ray's own shutdown still stops
+    left = ray_processes(temp)
+    print(f"\nmte sweep against {uri}: exit {code} after {took:.1f} s; Ray processes left: {left or 'none'}")
+    return code, out, err, left
+
+
+def test_a_sweep_against_a_tracking_server_exits_by_itself_and_stops_its_ray(served, swept):
+    uri = served[0]
+    code, out, err, left = swept
+    assert code == 0, out + err
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("exit")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted((r.data.tags["role"], r.info.status) for r in runs) == [
+        ("sweep", "FINISHED"), ("trial", "FINISHED"), ("trial", "FINISHED")]
+    assert "report:" in err  # it downloaded the trials' artifacts from the server
+    assert not left
+
+
+def test_a_report_that_fails_after_reading_the_server_exits_with_one_line(served, swept):
+    uri, root, _, env = served
+    assert swept[0] == 0
+    args = ["report", "--tracking-uri", uri, "--experiment", "exit", "--headline", "spearman", "--out",
+            str(root / "report")]
+    code, _, err, took = run_to_exit(args, root, env, REPORT_DEADLINE_S)
+    lines = err.strip().splitlines()
+    print(f"\nmte report --headline spearman (MRPC) against {uri}: exit {code} after {took:.1f} s: {lines}")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: mrpc has no metric 'spearman'"), err
