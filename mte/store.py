@@ -4,9 +4,9 @@
 SHA-256 of every file) last, and rename it into place, so a crash never leaves a half-written result and nothing
 stored is ever overwritten. Reading checks the manifest: a damaged or incomplete entry (a truncated file, a file
 missing or changed, a file that does not load) is moved to `.quarantine/` with a one-line warning, never deleted,
-and the caller recomputes it. An entry from before checksums (no manifest) is checked by loading it, then
-signed. A per-key file lock makes concurrent processes asking for the same work wait for one
-another instead of doing it twice.
+and the caller recomputes it. An entry without a manifest, or with a file its manifest does not list, is damaged
+too: deleting the manifest must not turn the check off. A per-key file lock makes concurrent processes asking for
+the same work wait for one another instead of doing it twice.
 """
 
 from __future__ import annotations
@@ -40,27 +40,35 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(folder: Path) -> None:
-    files = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+def write_manifest(folder: Path, files: dict[str, str] | None = None) -> None:
+    """Sign `folder`: `files` (name → SHA-256), by default every file in it."""
+    if files is None:
+        files = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps({"files": files}, indent=1))
     os.replace(tmp, folder / MANIFEST)
 
 
 def damage(folder: Path) -> str | None:
-    """Why `folder` is not a complete entry (None if it is): no manifest, a listed file missing or changed."""
+    """Why `folder` is not a complete entry (None if it is): no manifest, a listed file missing or changed, a
+    file the manifest does not list (temporary dot-files aside)."""
     try:
         files = json.loads((folder / MANIFEST).read_text())["files"]
     except FileNotFoundError:
-        return None  # from before checksums: `Store.load` checks it by loading it
-    except (ValueError, KeyError, OSError) as e:
+        return f"{MANIFEST} is missing"
+    except (ValueError, KeyError, TypeError, OSError) as e:
         return f"unreadable {MANIFEST} ({type(e).__name__})"
+    if not isinstance(files, dict) or any(not isinstance(n, str) or Path(n).name != n for n in files):
+        return f"unreadable {MANIFEST} (not a list of file names)"
     for name, digest in files.items():
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
         if sha256(path) != digest:
             return f"{name} does not match its checksum"
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != MANIFEST and not path.name.startswith(".") and path.name not in files:
+            return f"{path.name} is not in {MANIFEST}"
     return None
 
 
@@ -129,7 +137,7 @@ class Store:
 
     def load(self, kind: str, key: str, loader: Callable[[Path], T]) -> T | None:
         """`loader(folder)` of a complete entry; None if there is none or it cannot be read (then quarantined).
-        Call under the lock: an entry from before checksums is signed once it loaded."""
+        Call under the lock."""
         if not self.has(kind, key):
             return None
         folder = self.path(kind, key)
@@ -138,8 +146,6 @@ class Store:
         except (OSError, ValueError, KeyError, TypeError, EOFError, MteError) as e:
             self.quarantine(kind, key, f"does not load ({first_line(e)})")
             return None
-        if not (folder / MANIFEST).exists():
-            write_manifest(folder)
         return value
 
     def quarantine(self, kind: str, key: str, why: str) -> Path:
@@ -188,8 +194,9 @@ class Store:
         return self.write(kind, key, writer)
 
     def add_file(self, kind: str, key: str, name: str, writer: Callable[[Path], None]) -> Path:
-        """Add one file to an existing entry (e.g. a further pruned mask), atomically, and re-sign the entry;
-        never replaces a file (call under the lock)."""
+        """Add one file to an existing entry (e.g. a further pruned mask), atomically, and add it to the entry's
+        manifest (the other files keep the checksums they were written with); never replaces a file (call under
+        the lock)."""
         folder = self.path(kind, key)
         target = folder / name
         if target.exists():
@@ -199,8 +206,9 @@ class Store:
         try:
             with _disk_full_is_an_error(self.root):
                 writer(Path(tmp))
+                files = json.loads((folder / MANIFEST).read_text())["files"] | {name: sha256(Path(tmp))}
                 os.replace(tmp, target)
-                write_manifest(folder)
+                write_manifest(folder, files)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -1,5 +1,5 @@
 """The result store heals: a damaged or incomplete entry is quarantined (not deleted) with a one-line warning and
-recomputed; entries from before checksums still load (and get signed); damaged MLflow artifacts are one line."""
+recomputed; an entry without its manifest is damaged too; damaged MLflow artifacts are one line."""
 
 from __future__ import annotations
 
@@ -53,8 +53,7 @@ def test_a_truncated_seed_entry_is_quarantined_with_one_warning_and_recomputed(p
     assert damage(store.path("runs", key)) is None
 
 
-def test_a_damaged_fine_tune_is_recomputed_and_a_missing_manifest_means_a_legacy_entry(pristine, tmp_path,
-                                                                                      generated_glue):
+def test_a_damaged_fine_tune_is_recomputed(pristine, tmp_path, generated_glue):
     store = copy(pristine, tmp_path)
     ticket = store.path("finetunes", pristine[1].rounds[-1].key)
     (ticket / "dev_logits.npy").write_bytes(b"not numpy")
@@ -62,15 +61,39 @@ def test_a_damaged_fine_tune_is_recomputed_and_a_missing_manifest_means_a_legacy
     again = run_seed(SPEC, store, generated_glue)
     assert again.rounds[0].reused and not again.rounds[-1].reused  # only the damaged fine-tune was trained again
     np.testing.assert_array_equal(again.dev_logits, pristine[1].dev_logits)
-    # An entry written before checksums (no manifest) loads, then gets one.
-    legacy = store.path("runs", again.key)
-    (legacy / MANIFEST).unlink()
-    assert run_seed(SPEC, store, generated_glue).loaded and (legacy / MANIFEST).exists()
-    # The same entry without a manifest but truncated does not load: quarantined, recomputed.
-    (legacy / MANIFEST).unlink()
-    truncate(legacy / "mask.safetensors")
-    assert not run_seed(SPEC, store, generated_glue).loaded
-    assert len(list((store.root / ".quarantine" / "runs").iterdir())) == 1
+
+
+@pytest.mark.parametrize("unlisted", [False, True])
+def test_deleting_or_emptying_the_manifest_does_not_turn_the_check_off(pristine, tmp_path, generated_glue, caplog,
+                                                                        unlisted):
+    store = copy(pristine, tmp_path)
+    key = pristine[1].key
+    folder = store.path("runs", key)
+    edited = pristine[1].dev_logits.copy()
+    edited[:, 0] += 5.0  # a changed result, still a valid .npy
+    np.save(folder / "dev_logits.npy", edited)
+    if unlisted:  # a manifest that no longer lists the edited file
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+        (folder / MANIFEST).write_text(json.dumps({"files": {k: v for k, v in files.items()
+                                                            if k != "dev_logits.npy"}}))
+    else:
+        (folder / MANIFEST).unlink()
+    with caplog.at_level(logging.WARNING, logger="mte.store"):
+        again = run_seed(SPEC, store, generated_glue)
+    why = "dev_logits.npy is not in MANIFEST.json" if unlisted else "MANIFEST.json is missing"
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert f"runs/{key} {why}; moved to" in warning
+    assert not again.loaded and all(r.reused for r in again.rounds)  # recomputed from its stored fine-tunes
+    np.testing.assert_array_equal(again.dev_logits, pristine[1].dev_logits)
+    assert damage(folder) is None and run_seed(SPEC, store, generated_glue).loaded  # signed as written
+
+
+def test_adding_a_file_signs_only_that_file(pristine, tmp_path):
+    store = copy(pristine, tmp_path)
+    folder = store.path("runs", pristine[1].key)
+    (folder / "dev_labels.npy").write_bytes(b"changed")
+    store.add_file("runs", pristine[1].key, "extra.npy", lambda p: p.write_bytes(b"new"))
+    assert damage(folder) == "dev_labels.npy does not match its checksum"  # not re-signed as it is now
 
 
 def test_a_result_store_is_never_an_unrelated_folder(tmp_path):
@@ -98,6 +121,10 @@ def test_damaged_mlflow_artifacts_are_one_line_naming_the_run_and_file(pristine,
     truncate(folder / "dev_logits.npy")
     with pytest.raises(MteError, match=r"run \w+ \(baseline-s0\): its artifact dev_logits.npy does not match"):
         load_result(client.get_run(run.info.run_id), folder)
-    (folder / MANIFEST).write_text(json.dumps({"files": {}}))  # no manifest to go by: loading still checks it
-    with pytest.raises(MteError, match="artifacts do not load"):
+    (folder / MANIFEST).write_text(json.dumps({"files": {}}))  # a manifest that lists nothing vouches for nothing
+    with pytest.raises(MteError, match=r"its artifact dev_labels.npy is not in MANIFEST.json; the recorded result "
+                                       r"is damaged"):
+        load_result(client.get_run(run.info.run_id), folder)
+    (folder / MANIFEST).unlink()
+    with pytest.raises(MteError, match=r"\(baseline-s0\): its artifact MANIFEST.json is missing"):
         load_result(client.get_run(run.info.run_id), folder)

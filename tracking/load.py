@@ -22,7 +22,7 @@ from mlflow.entities import Run
 from mte.errors import MteError, first_line
 from mte.hparams import METHODS
 from mte.results import SeedResult
-from mte.store import MANIFEST, damage
+from mte.store import damage
 from tracking.experiment import find_parent
 from tracking.trial_runs import FINISHED, HASH, retry, trial_runs
 from tracking.trial_runs import METHOD as METHOD_TAG
@@ -105,9 +105,10 @@ def load_sweep_runs(experiment_name: str, tracking_uri: str | None = None, paren
 
 def load_result(run: Run, folder: Path) -> SeedResult:
     """A trial run's artifacts as a SeedResult, checked against their manifest: one line naming the run and the
-    file if anything is damaged (the store's own entries heal themselves; a tracking store is not ours to fix)."""
+    file if anything is damaged, its manifest included (the store's own entries heal themselves; a tracking store
+    is not ours to fix)."""
     name = f"run {run.info.run_id} ({run.info.run_name})"
-    problem = damage(folder) if (folder / MANIFEST).exists() else None
+    problem = damage(folder)
     if problem is not None:
         raise MteError(f"{name}: its artifact {problem}; the recorded result is damaged (rerun the sweep after "
                        "deleting this run to record it again)")
