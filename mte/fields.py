@@ -160,6 +160,8 @@ def _coerce(tp: Any, value: Any) -> Any:
 
 
 _UnionType = type(int | None)
+MAX_INT = 2**63 - 1  # what torch and numpy take as an integer
+MAX_SEED = 2**32 - 1  # seeds are mixed into 64-bit generator seeds (e.g. 1_000_003·seed), which must not overflow
 
 
 def check(obj: Any) -> None:
@@ -169,6 +171,11 @@ def check(obj: Any) -> None:
         value = get(obj, leaf.path)
         if isinstance(value, float) and not math.isfinite(value):
             raise MteError(f"--{leaf.name.replace('_', '-')} must be a finite number, got {value}")
+        if isinstance(value, int) and not isinstance(value, bool):
+            limit = MAX_SEED if leaf.name == "seed" or leaf.name.endswith("_seed") else MAX_INT
+            if abs(value) > limit:
+                bound = f"at most {limit:,}" if value > 0 else f"at least {-limit:,}"
+                raise MteError(f"--{leaf.name.replace('_', '-')} must be {bound}, got {value}")
         choices = leaf.meta.get("choices")
         if choices and value is not None:
             for v in value if isinstance(value, tuple) else (value,):

@@ -19,6 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import write_bad_inputs, write_mrpc  # noqa: E402
 from servers import free_port  # noqa: E402
+from test_bad_input import (  # noqa: E402
+    damaged_cases,
+    read_only_folder,
+    write_damaged_inputs,
+)
 
 TINY = ["--train-limit", "16", "--eval-limit", "8", "--epochs", "1", "--max-length", "32", "--batch-size", "16"]
 
@@ -26,6 +31,8 @@ TINY = ["--train-limit", "16", "--eval-limit", "8", "--epochs", "1", "--max-leng
 def world(root: Path) -> tuple[Path, dict[str, list[str]]]:
     glue = write_mrpc(root / "glue")
     write_bad_inputs(root)
+    write_damaged_inputs(root, glue)
+    (root / "report-out-file").write_text("x")
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{root / 'edited.db'}")
@@ -72,23 +79,39 @@ def left_behind(cwd: Path) -> str:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mte-bad-") as tmp:
         root = Path(tmp)
-        _, cases = world(root)
-        print(f"mte from: {os.environ.get('PYTHONPATH') or REPO}")
-        print("| case | exit | stderr (lines: last) | left behind | s |")
-        print("|---|---|---|---|---|")
-        for i, (name, args) in enumerate(cases.items()):
-            cwd = root / f"case{i}"
-            cwd.mkdir()
-            start = time.monotonic()
-            try:
-                r = subprocess.run([sys.executable, "-m", "mte", *args], cwd=cwd, capture_output=True, text=True,
-                                   timeout=240, env=os.environ | {"COLUMNS": "400", "HF_HUB_OFFLINE": "1"})
-                code, err = r.returncode, r.stderr
-            except subprocess.TimeoutExpired:
-                code, err = "timeout (240 s)", ""
-            lines = [ln for ln in err.strip().splitlines() if ln.strip() and "━" not in ln]
-            last = (lines[-1] if lines else "").replace("|", "/")[:150]
-            print(f"| {name} | {code} | {len(lines)}: {last} | {left_behind(cwd)} | {time.monotonic() - start:.0f} |")
+        glue, cases = world(root)
+        with read_only_folder(root) as read_only:
+            table(root, cases | _test_cases(root, glue, read_only))
+
+
+def _test_cases(root: Path, glue: Path, read_only: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """tests/test_bad_input.py's cases of damaged input, as this script runs them (small run and sweep options)."""
+    out = {}
+    for name, (args, _, *env) in damaged_cases(root, glue, read_only).items():
+        if args[0] in ("run", "sweep") and "--resume" not in args:
+            args = [args[0], *TINY, *args[1:]]
+        out[name] = (args, env[0] if env else {})
+    return out
+
+
+def table(root: Path, cases: dict) -> None:
+    print(f"mte from: {os.environ.get('PYTHONPATH') or REPO}")
+    print("| case | exit | stderr (lines: last) | left behind | s |")
+    print("|---|---|---|---|---|")
+    for i, (name, case) in enumerate(cases.items()):
+        args, env = case if isinstance(case, tuple) else (case, {})
+        cwd = root / f"case{i}"
+        cwd.mkdir()
+        start = time.monotonic()
+        try:
+            r = subprocess.run([sys.executable, "-m", "mte", *args], cwd=cwd, capture_output=True, text=True,
+                               timeout=240, env=os.environ | {"COLUMNS": "400", "HF_HUB_OFFLINE": "1", **env})
+            code, err = r.returncode, r.stderr
+        except subprocess.TimeoutExpired:
+            code, err = "timeout (240 s)", ""
+        lines = [ln for ln in err.strip().splitlines() if ln.strip() and "━" not in ln]
+        last = (lines[-1] if lines else "").replace("|", "/")[:150]
+        print(f"| {name} | {code} | {len(lines)}: {last} | {left_behind(cwd)} | {time.monotonic() - start:.0f} |")
 
 
 if __name__ == "__main__":

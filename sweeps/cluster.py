@@ -66,6 +66,10 @@ class RayOptions:
             raise MteError(f"--num-cpus must be >= 1, got {self.num_cpus}")
         if self.dashboard_port is not None and not 1024 <= self.dashboard_port <= 65535:
             raise MteError(f"--dashboard-port must be in 1024..65535, got {self.dashboard_port}")
+        if not self.ray_address:
+            if self.dashboard:
+                _check_host(self.dashboard_host)
+            check_token_file()
         return self
 
     @property
@@ -158,6 +162,39 @@ def local_cluster_environment() -> None:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(TOKEN_FILE)
+
+
+def _check_host(host: str) -> None:
+    """--dashboard-host is an address or a name that resolves (Ray would try to bind it for a minute)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        raise MteError(f"--dashboard-host {host!r} is not an IP address or a host name that resolves") from None
+
+
+def check_token_file() -> None:
+    """The token file a local cluster will use is private to its owner and holds a token, as ssh asks of a key."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled" or os.environ.get("RAY_AUTH_TOKEN"):
+        return
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or TOKEN_FILE)
+    if not path.exists():
+        if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+            raise MteError(f"RAY_AUTH_TOKEN_PATH names {path}, which does not exist")
+        return  # created with mode 0600 when the cluster starts
+    try:
+        mode = path.stat().st_mode & 0o777
+        token = path.read_text().strip() if path.is_file() else None
+    except (OSError, UnicodeDecodeError) as e:
+        raise MteError(f"cannot read the Ray token file {path} ({first_line(e)})") from None
+    if mode & 0o077:
+        raise MteError(f"the Ray token file {path} is open to other users (mode {mode:04o}); run `chmod 600 {path}`")
+    if not token:
+        raise MteError(f"the Ray token file {path} is empty; delete it (mte writes a new one) or put a token in it")
 
 
 def check_nodes(data_dir: Path | None, task: str, fingerprint: str) -> int:

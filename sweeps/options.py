@@ -14,6 +14,7 @@ from mte.hparams import METHODS, REGULARISED_METHODS, RunSpec
 from mte.paths import Paths
 from mte.store import check_root
 from sweeps.cluster import RayOptions
+from sweeps.inputs import check_writable_folder
 from tracking.options import TrackingOptions
 
 REPORT_DIR = Path("mte-report")
@@ -54,7 +55,11 @@ class SweepOptions:
             raise MteError(f"--seeds must be >= 1, got {self.seeds}")
         if not self.methods:
             raise MteError("--methods is empty; give 'all' or a comma list of: " + ", ".join(METHODS))
+        self.tracking.validate()
         check_root(self.paths.store)
+        check_writable_folder(self.paths.store, "--out")
+        if self.report:
+            check_writable_folder(self.report_dir, "--report-dir")
         self.ray.validate()
         return self
 
@@ -131,7 +136,10 @@ class TauOptions:
                            "act on it")
         if self.objective == "ensemble" and self.seeds_per_sample < 2:
             raise MteError("--objective ensemble needs --seeds-per-sample >= 2 (or use --objective single)")
+        self.tracking.validate()
         check_root(self.paths.store)
+        check_writable_folder(self.paths.store, "--out")
+        check_writable_folder(self.report_dir, "--report-dir")
         self.ray.validate()
         holdout = self.holdout_fraction if self.tune_on == "train-holdout" else 0.0
         spec = dataclasses.replace(self.spec, data=dataclasses.replace(self.spec.data, holdout=holdout))

@@ -17,6 +17,7 @@ from mte import data as data_mod
 from mte.errors import MteError
 from mte.hparams import METHODS, MethodHparams, RunSpec, check_seed_count, digest, non_default
 from mte.lottery import check_inputs
+from sweeps.inputs import check_data_files, check_model_files, check_sizes
 
 CHAIN_METHOD = "active-lt"
 # Longest first (IMP trials before single fine-tunes), so no slot idles at the end behind one long trial; and
@@ -58,7 +59,11 @@ class SweepPlan:
         base = base.resolved()
         folder = data_mod.resolve_data_dir(data_dir)
         folder = folder.resolve() if folder is not None else None
-        sizes = check_inputs(base, folder)  # fail now, not in every trial (a bad file, a missing model, no internet)
+        # fail now, not in every trial (a bad file, a missing or damaged model, no internet, too few examples)
+        check_data_files(base, folder)
+        check_model_files(base)
+        sizes = check_inputs(base, folder)
+        check_sizes(base, sizes, methods)
         return cls(base, methods, seeds, folder, data_mod.data_fingerprint(base.task, folder), sizes=sizes)
 
     def with_taus(self, taus: dict[str, float]) -> SweepPlan:

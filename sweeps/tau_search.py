@@ -84,6 +84,7 @@ def run_tuning(o: TauOptions) -> TuningOutcome:
     """Check → parent run → Ray Tune → close the sample runs → record the best τ → plot and print."""
     from mte import data as data_mod
     from mte.lottery import check_inputs
+    from sweeps.inputs import check_data_files, check_model_files, check_sizes
     from sweeps.tau_report import plot_objective, print_summary
     from tracking import tau as tracked
     from tracking.experiment import open_experiment
@@ -94,7 +95,9 @@ def run_tuning(o: TauOptions) -> TuningOutcome:
     search_library(o.search)
     preflight(o.ray, o.tracking.tracking_uri)
     data_dir = data_mod.resolve_data_dir(o.paths.data_dir)
-    check_inputs(o.spec, data_dir)
+    check_data_files(o.spec, data_dir)
+    check_model_files(o.spec)
+    check_sizes(o.spec, check_inputs(o.spec, data_dir), (o.spec.method.method,), "--holdout-fraction")
     fingerprint = data_mod.data_fingerprint(o.spec.task, data_dir)
     exp = open_experiment(o.tracking)
     client = exp.client

@@ -36,3 +36,24 @@ def test_tuned_tau_per_method(generated_glue):
     assert each.spec(Unit("random-lt", 1)).method.tau == 5e-4 and each.spec(Unit("active-lt", 1)).method.tau == 1e-4
     assert each.unit_hash(Unit("baseline", 0)) == plan.unit_hash(Unit("baseline", 0))  # τ does not touch BASELINE
     assert each.sweep_hash != plan.sweep_hash
+
+
+def test_too_few_examples_for_the_holdout_or_a_bagging_member_is_refused_at_the_edge(generated_glue):
+    """16 training examples: a holdout or a bagging subset that leaves 2 is planned, one that leaves 1 is not."""
+    import pytest
+
+    from mte.errors import MteError
+
+    def build(**changes):
+        data = dataclasses.replace(BASE.data, holdout=changes.pop("holdout", 0.0))
+        spec = dataclasses.replace(BASE, data=data, method=MethodHparams(**changes))
+        return SweepPlan.build(spec, ("baseline", "bagging"), 1, generated_glue)
+
+    assert build(holdout=0.125).sizes == {"train": 14, "dev": 2}
+    with pytest.raises(MteError, match="leaves 15 to train on and 1 to evaluate on"):
+        build(holdout=0.05)
+    with pytest.raises(MteError, match="leaves 1 to train on and 15 to evaluate on"):
+        build(holdout=0.95)
+    build(bagging_fraction=0.125)  # 2 of 16
+    with pytest.raises(MteError, match="gives each BAGGING member 1"):
+        build(bagging_fraction=0.07)

@@ -41,6 +41,7 @@ def resolve_tracking_uri(uri: str | None, must_exist: bool = False) -> str:
     if scheme not in SCHEMES:
         raise MteError(f"tracking URI {uri!r}: unknown scheme {scheme!r}; use sqlite:///<file>, http(s)://<server> "
                        f"or a database URI ({', '.join(SCHEMES[3:6])})")
+    check_server_uri(uri)
     path = sqlite_path(uri)
     if uri.startswith("sqlite:") and path is None:
         raise MteError(f"tracking URI {uri!r}: give the database file as sqlite:///<absolute or relative path>")
@@ -48,6 +49,19 @@ def resolve_tracking_uri(uri: str | None, must_exist: bool = False) -> str:
         _check_sqlite_file(path, must_exist)
         return SQLITE_PREFIX + str(path)
     return uri
+
+
+def check_server_uri(uri: str) -> None:
+    """An http(s) URI names a host and a valid port (urllib raises for a port past 65535 only when asked)."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    try:
+        port = parsed.port
+    except ValueError:
+        raise MteError(f"tracking URI {uri!r}: the port must be a number in 1..65535") from None
+    if not parsed.hostname or port == 0:
+        raise MteError(f"tracking URI {uri!r}: give the server as http(s)://host:port")
 
 
 def _check_sqlite_file(path: Path, must_exist: bool) -> None:

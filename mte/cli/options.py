@@ -111,6 +111,9 @@ def parse_list(leaf: fields.Leaf, text: str | None) -> tuple | None:
     if choices:
         if [i.lower() for i in items] == ["all"]:
             return tuple(choices)
+        if "all" in (i.lower() for i in items):
+            raise MteError(f"{flag(leaf)}: 'all' cannot be combined with other values; give 'all' alone or a comma "
+                           f"list of: {', '.join(choices)}")
         unknown = [i for i in items if i.lower() not in choices]
         if not items:
             raise MteError(f"{flag(leaf)} is empty; choose 'all' or a comma list of: {', '.join(choices)}")

@@ -45,6 +45,7 @@ def run(
 
     spec = spec.resolved()
     check_root(paths.store)
+    _check_inputs(spec, paths)
     st = Store(paths.store)
     seed = spec.seed
     with _progress() as progress:
@@ -61,6 +62,20 @@ def run(
             result = run_seed(spec, st, paths.data_dir, priors, on_step=bar.step, on_fine_tune=bar.start, test=test,
                               epoch_curves=epoch_curves)
     _print_result(result, st)
+
+
+def _check_inputs(spec: RunSpec, paths: Paths) -> None:
+    """What the run would fail on after loading the model: its files, the store, too few examples to train on."""
+    from mte.data import resolve_data_dir
+    from mte.lottery import check_inputs
+    from sweeps.inputs import check_data_files, check_model_files, check_sizes, check_writable_folder
+
+    check_writable_folder(paths.store, "--out")
+    data_dir = resolve_data_dir(paths.data_dir)
+    check_data_files(spec, data_dir)
+    check_model_files(spec)
+    if spec.data.holdout > 0 or spec.method.method == "bagging":
+        check_sizes(spec, check_inputs(spec, data_dir), (spec.method.method,))
 
 
 def _progress() -> Progress:

@@ -32,10 +32,18 @@ def sweep(
     from sweeps.report import ReportOptions, run_report
     from sweeps.runner import run_sweep
 
+    if resume and o.preset:
+        raise MteError("--resume continues a sweep with its recorded options, which --preset would not change; "
+                       "drop --preset (options given with --resume still win)")
+    if _given(given, TAU) and _given(given, TAU_FROM_TUNING) and o.tau_from_tuning:
+        raise MteError("--tau and --tau-from-tuning both set τ; give one of them")
     base = _recorded(o) if resume else preset_options(o.preset)
     o = fields.overlay(base, o, given["o"])
+    if _given(given, TAU) and o.tau_from_tuning:  # the preset's or the recorded sweep's tuning: --tau wins
+        o = dataclasses.replace(o, tau_from_tuning=None)
     if dry_run:
         origin = "recorded sweep" if resume else f"preset {o.preset}" if o.preset else "default"
+        _check(o)
         _print_options(o, given["o"], base, origin)
         return
     outcome = run_sweep(o)
@@ -50,6 +58,23 @@ def sweep(
                    ReportOptions(run_ids=(outcome.parent_run_id,), out=o.report_dir / outcome.sweep_hash),
                    methods=o.methods, seeds=o.seeds)
     _print_links(o, outcome.tracking_uri)
+
+
+TAU, TAU_FROM_TUNING = ("spec", "method", "tau"), ("tau_from_tuning",)
+
+
+def _given(given: Given, path: tuple[str, ...]) -> bool:
+    return path in given["o"]
+
+
+def _check(o: SweepOptions) -> None:
+    """What the sweep itself checks before it starts anything (a dry run must not list what would be refused)."""
+    from sweeps.plan import SweepPlan
+    from sweeps.session import preflight
+
+    o = o.validate()
+    preflight(o.ray, o.tracking.tracking_uri)
+    SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
 
 
 def _print_links(o: SweepOptions, uri: str) -> None:
