@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +25,9 @@ from mte.lottery import run_seed
 from mte.masks import Mask
 from mte.store import Store
 from sweeps.plan import CHAIN_METHOD
-from tracking.trial_runs import finished_hashes, log_seed_result, open_trial_run, retry
+from tracking.trial_runs import finished_hashes, log_seed_result, open_trial_run, recorded_mask
+
+log = logging.getLogger("mte.sweep")
 
 TEST_CRASH_ENV = "MTE_TEST_CRASH"
 
@@ -44,10 +46,15 @@ def run_trial(config: dict[str, Any]) -> None:
     priors: list[Mask] = []
     for seed in trial["seeds"]:
         unit_hash = trial["hashes"][str(seed)]
-        if unit_hash in finished:  # recorded already: the chain needs only its mask
-            if method == CHAIN_METHOD:
-                priors.append(_mask_of_run(client, finished[unit_hash]))
-            continue
+        if unit_hash in finished:  # recorded already: the chain needs only its mask, if undamaged
+            if method != CHAIN_METHOD:
+                continue
+            mask, damage = recorded_mask(client, finished[unit_hash])
+            if mask is not None:
+                priors.append(mask)
+                continue
+            log.warning("run %s (active-lt seed %d): its %s; computing the mask again", finished[unit_hash], seed,
+                        damage)
         start_ms = int(time.time() * 1000)
         tune.report({"event": "start", "seed": seed, "node": node["node.host"]})
         crash = CrashHook.parse(sweep.get("test_crash"), store.root, method, seed)
@@ -126,11 +133,6 @@ def _use_assigned_devices(cpus: float) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     torch.set_num_threads(max(1, int(cpus)))
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # bars from workers would garble the view
-
-
-def _mask_of_run(client: MlflowClient, run_id: str) -> Mask:
-    with tempfile.TemporaryDirectory(prefix="mte-mask-") as tmp:
-        return Mask.load(retry(client.download_artifacts, run_id, "mask.safetensors", tmp))
 
 
 @dataclass

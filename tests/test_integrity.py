@@ -5,11 +5,13 @@ not match the manifest recorded with it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mte.errors import MteError
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
@@ -60,3 +62,69 @@ def test_the_bundled_model_and_a_copy_with_its_tokenizer_pass(tmp_path, generate
     vocab = (MINILM / "vocab.txt").read_text().splitlines()
     assert check_inputs(spec_of(model_folder(tmp_path / "vocab-only", vocab)), generated_glue)["train"] == 8
     assert check_inputs(spec_of(MINILM), generated_glue)["train"] == 8
+
+
+def test_a_recorded_mask_is_trusted_only_as_its_manifest_says(tmp_path):
+    from mlflow import MlflowClient
+
+    from mte.masks import Mask
+    from mte.store import MANIFEST, Store
+    from tracking.trial_runs import recorded_mask
+
+    mask = Mask({"encoder.w": torch.rand(64, 64) > 0.3, "encoder.v": torch.rand(8, 128) > 0.3}, model="minilm")
+    folder = Store(tmp_path / "store").write("runs", "k", lambda f: (mask.save(f / "mask.safetensors"),
+                                                                     (f / "result.json").write_text("{}")))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("x", (tmp_path / "art").as_uri())).info.run_id
+    client.log_artifacts(run_id, str(folder))
+    got, why = recorded_mask(client, run_id)
+    assert why is None and got.digest() == mask.digest()
+    artifact = tmp_path / "art" / run_id / "artifacts" / "mask.safetensors"
+    data = bytearray(artifact.read_bytes())
+    data[-1] ^= 0xFF  # a changed bit of the mask: still a loadable file
+    artifact.write_bytes(bytes(data))
+    assert Mask.load(artifact).digest() != mask.digest()
+    assert recorded_mask(client, run_id) == (None, "mask.safetensors does not match its checksum")
+    (artifact.parent / MANIFEST).unlink()
+    got, why = recorded_mask(client, run_id)
+    assert got is None and why.startswith("has no readable MANIFEST.json listing mask.safetensors")
+
+
+def test_an_active_lt_chain_recomputes_a_prior_mask_whose_recorded_artifact_was_changed(ray_local, glue_dir,
+                                                                                          tmp_path):
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from mte.cli import app
+    from mte.masks import Mask
+    from mte.results import SeedResult
+    from tracking.load import load_sweep
+
+    uri, store = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "store"
+
+    def sweep(seeds: int):
+        result = CliRunner().invoke(app, [
+            "sweep", "--methods", "active-lt", "--seeds", str(seeds), "--train-limit", "16", "--eval-limit", "8",
+            "--epochs", "1", "--max-length", "32", "--batch-size", "16", "--rounds", "1", "--data-dir",
+            str(glue_dir), "--out", str(store), "--tracking-uri", uri, "--experiment", "chain", "--no-report"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+
+    sweep(2)
+    client = MlflowClient(uri)
+    runs = {int(r.data.tags["seed"]): r for r in client.search_runs(
+        [client.get_experiment_by_name("chain").experiment_id], "tags.role = 'trial'")}
+    truth = [Mask.load(Path(runs[s].info.artifact_uri.removeprefix("file://")) / "mask.safetensors").digest()
+             for s in (0, 1)]
+    artifact = Path(runs[0].info.artifact_uri.removeprefix("file://")) / "mask.safetensors"
+    data = bytearray(artifact.read_bytes())
+    data[-1] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+    shutil.rmtree(store)
+    sweep(3)
+    (seed2,) = [r for r in client.search_runs([client.get_experiment_by_name("chain").experiment_id],
+                                             "tags.role = 'trial' and tags.seed = '2'")]
+    folder = Path(seed2.info.artifact_uri.removeprefix("file://"))
+    assert SeedResult.load(folder).prior_masks == sorted(truth)  # the masks seeds 0 and 1 really ended with
+    with pytest.raises(MteError, match=r"\(active-lt-s0\): its artifact mask.safetensors does not match its "
+                                       r"checksum; the recorded result is damaged"):
+        load_sweep("chain", uri)  # what `mte report` reads: the damaged run is named, not reported on

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,8 +19,11 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, ViewType
 
+from mte.errors import MteError, first_line
 from mte.hparams import RunSpec
+from mte.masks import Mask
 from mte.results import SeedResult
+from mte.store import MANIFEST, sha256
 from tracking import provenance
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -27,6 +32,7 @@ ROLE, SWEEP, TASK, METHOD, SEED, MODEL, HASH, RESULT_KEY = (
 ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
 RAN_ON = "ran_on"  # where the seed's fine-tunes ran (device, threads, torch): what bit-for-bit reruns need
 FINISHED = "FINISHED"
+MASK_FILE = "mask.safetensors"  # a seed result's final mask (`mte.results`)
 
 T = TypeVar("T")
 
@@ -68,6 +74,24 @@ def finished_hashes(client: MlflowClient, experiment_id: str, parent_run_id: str
     """hash → run id of the sweep's FINISHED trial runs (what a rerun skips)."""
     return {r.data.tags[HASH]: r.info.run_id for r in trial_runs(client, experiment_id, parent_run_id)
             if r.info.status == FINISHED and HASH in r.data.tags}
+
+
+def recorded_mask(client: MlflowClient, run_id: str) -> tuple[Mask | None, str | None]:
+    """A FINISHED trial's final mask (what an ACTIVE-LT chain needs of a seed recorded earlier), checked against
+    the manifest recorded with it: (mask, None), or (None, why it is damaged) for the caller to recompute it."""
+    with tempfile.TemporaryDirectory(prefix="mte-mask-") as tmp:
+        try:
+            manifest = Path(retry(client.download_artifacts, run_id, MANIFEST, tmp))
+            digest = json.loads(manifest.read_text())["files"][MASK_FILE]
+        except Exception as e:  # MLflow raises its own types for a missing artifact
+            return None, f"has no readable {MANIFEST} listing {MASK_FILE} ({type(e).__name__})"
+        path = Path(retry(client.download_artifacts, run_id, MASK_FILE, tmp))
+        if sha256(path) != digest:
+            return None, f"{MASK_FILE} does not match its checksum"
+        try:
+            return Mask.load(path), None
+        except (OSError, ValueError, MteError) as e:
+            return None, f"{MASK_FILE} does not load ({first_line(e)})"
 
 
 def trial_tags(result: SeedResult, sweep_hash: str, unit_hash: str, parent_run_id: str) -> dict[str, str]:
