@@ -27,6 +27,7 @@ from typing import ClassVar
 
 from mte.errors import MteError, first_line
 from mte.fields import hp
+from sweeps import leftovers
 
 LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 as the node's address
@@ -109,6 +110,9 @@ def connect(ray_options: RayOptions) -> Cluster:
             _single_machine()
     else:
         local_cluster_environment()
+        if stopped := leftovers.stop_leftovers():
+            logging.getLogger("mte").warning("stopped %d process(es) that a local Ray of an earlier, killed mte "
+                                             "command left running: %s", len(stopped), ", ".join(stopped))
     import ray
 
     if ray.is_initialized():
@@ -151,6 +155,7 @@ def local_cluster_environment() -> None:
     so Ray would start new workers for them anyway while the prestarted ones compete for the CPUs (about 1 s
     of a 2-core sweep's start-up, benchmarks/RESULTS.md)."""
     _single_machine()
+    leftovers.mark()
     os.environ.setdefault(PRESTART_ENV, "0")
     if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
         return

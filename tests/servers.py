@@ -10,11 +10,48 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` different loopback ports free now (all held open while chosen, so none is picked twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def marked(key: str, value: str) -> list[psutil.Process]:
+    """Processes whose environment holds `key=value`: everything a test started with that mark, and all their
+    descendants (Ray's daemons, agents, workers and job drivers inherit the environment), re-parented or not."""
+    found = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if p.pid != os.getpid() and p.environ().get(key) == value:
+                found.append(p)
+    return found
+
+
+def stop_marked(key: str, value: str, grace: float = 5.0) -> list[str]:
+    """SIGTERM every process marked `key=value`, SIGKILL what is still alive after `grace` seconds (Ray's dashboard
+    agents ignore SIGTERM); returns what had to be killed, as 'pid name'."""
+    procs = marked(key, value)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    killed = []
+    for p in {p.pid: p for p in alive + marked(key, value)}.values():  # and any started meanwhile
+        with contextlib.suppress(psutil.Error):
+            name = p.name()
+            p.kill()
+            killed.append(f"{p.pid} {name}")
+    return killed
 
 
 def answers(port: int) -> bool:

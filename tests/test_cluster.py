@@ -9,7 +9,7 @@ import json
 import os
 import secrets
 import shutil
-import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,11 +21,14 @@ import pandas as pd
 import psutil
 import pytest
 from mlflow import MlflowClient
-from servers import answers, free_port, mlflow_server, wait_for
+from servers import answers, free_ports, marked, mlflow_server, stop_marked, wait_for
 
 pytestmark = pytest.mark.slow
 
+MARK = "MTE_TEST_CLUSTER"
 HERE = Path(__file__).resolve().parent
+RAY_CLI = str(Path(sys.executable).parent / "ray")
+RAY_DEFAULT_PORTS = (6379, 8265, 10001, 52365)  # GCS, dashboard, client server, dashboard agent
 TINY = ["--train-limit", "32", "--eval-limit", "16", "--epochs", "1", "--max-length", "48", "--batch-size", "16",
         "--rounds", "1", "--no-report", "--max-failures", "3"]
 
@@ -66,6 +69,29 @@ def trial_runs(uri: str, experiment: str) -> list:
     return client.search_runs([exp.experiment_id], "tags.role = 'trial'") if exp else []
 
 
+def ray_ports(head: bool) -> list[str]:
+    """Free ports for every server of a `ray start` node that has a fixed default (52365 for the dashboard agent,
+    10001 for the client server, 8265 …), so another Ray on this machine cannot make the node fail; the rest
+    (GCS on the head aside) Ray already picks at random."""
+    names = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+             "--metrics-export-port", "--node-manager-port", "--object-manager-port"]
+    if head:
+        names += ["--ray-client-server-port"]
+    args = [a for name, port in zip(names, free_ports(len(names)), strict=True) for a in (name, str(port))]
+    return [*args, "--min-worker-port", "0", "--max-worker-port", "0"]  # 0: each worker its own free port
+
+
+def start_head(port: int, dashboard: int, temp: Path, env: dict[str, str],
+               ports: list[str] | None = None) -> subprocess.CompletedProcess:
+    """`ray start --head` on 127.0.0.1:`port` with 1 CPU, its dashboard on `dashboard`, every other server on a
+    free port (`ports`: those chosen by `ray_ports`)."""
+    return subprocess.run([RAY_CLI, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                           "--num-cpus", "1", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+                           "--dashboard-port", str(dashboard), *(ports or ray_ports(head=True)), "--temp-dir",
+                           str(temp), "--disable-usage-stats"], env=env | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+                          capture_output=True, text=True, timeout=180)
+
+
 @pytest.fixture(scope="module")
 def cluster(generated_glue, tmp_path_factory):
     work = tmp_path_factory.mktemp("cluster")
@@ -75,39 +101,61 @@ def cluster(generated_glue, tmp_path_factory):
         s.mkdir()
     token = secrets.token_hex(32)
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | auth
-    mlflow_port, port, dashboard = free_port(), free_port(), free_port()
-    procs = [mlflow_server(work, mlflow_port, base, wait=False)]  # starts while the Ray nodes do
-    ray_cli = str(Path(sys.executable).parent / "ray")
+    # Every process this fixture starts, and all they start (Ray's daemons, agents, workers, job drivers), carries
+    # the mark in its environment: teardown stops them all, however the test ended.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | auth | {MARK: str(temp)}
+    mlflow_port, port, dashboard = free_ports(3)
     fast_failure = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
                     "RAY_health_check_failure_threshold": "3"}  # a lost node is noticed in seconds
-    head = subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                           "--num-cpus", "1", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-                           "--dashboard-port", str(dashboard), "--temp-dir", str(temp), "--disable-usage-stats"],
-                          env=base | fast_failure | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-                                                     "MTE_STORE": str(stores["a"])},
-                          capture_output=True, text=True, timeout=180)
-    assert head.returncode == 0, head.stderr
-    worker = subprocess.run([sys.executable, str(HERE / "ray_loopback.py"), "start", "--address", f"127.0.0.1:{port}",
-                             "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--dashboard-agent-listen-port",
-                             str(free_port()), "--temp-dir", str(temp), "--disable-usage-stats"],
-                            env=base | {"MTE_STORE": str(stores["b"])}, capture_output=True, text=True, timeout=180)
-    assert worker.returncode == 0, worker.stderr
-    wait_for(lambda: answers(mlflow_port), 90, "the MLflow server")
-    c = Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", f"http://127.0.0.1:{mlflow_port}", stores,
-                base, temp, generated_glue, work)
-    print(f"\ncluster at {c.address} (dashboard {c.dashboard}), MLflow server {c.tracking}, node stores {stores}")
     try:
+        mlflow_server(work, mlflow_port, base, wait=False)  # starts while the Ray nodes do
+        head = start_head(port, dashboard, temp, base | fast_failure | {"MTE_STORE": str(stores["a"])})
+        assert head.returncode == 0, head.stderr
+        worker = subprocess.run([sys.executable, str(HERE / "ray_loopback.py"), "start", "--address",
+                                 f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                                 *ray_ports(head=False), "--temp-dir", str(temp), "--disable-usage-stats"],
+                                env=base | {"MTE_STORE": str(stores["b"])}, capture_output=True, text=True,
+                                timeout=180)
+        assert worker.returncode == 0, worker.stderr
+        wait_for(lambda: answers(mlflow_port), 90, "the MLflow server")
+        c = Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", f"http://127.0.0.1:{mlflow_port}",
+                    stores, base, temp, generated_glue, work)
+        print(f"\ncluster at {c.address} (dashboard {c.dashboard}), MLflow server {c.tracking}, node stores {stores}")
         yield c
     finally:
-        for p in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if any(str(temp) in arg for arg in p.cmdline()):
-                    p.kill()
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
+        killed = stop_marked(MARK, str(temp))
+        print(f"\nteardown: processes that ignored SIGTERM for 5 s, killed: {killed or 'none'}")
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_head_node_starts_beside_another_rays_ports_and_leaves_no_process(tmp_path):
+    """Another Ray's default ports held (those free here) do not stop a head node, whose dashboard agent serves
+    HTTP (what `ray job submit` needs) on a port of its own; stopping it leaves no process, SIGTERM or not."""
+    temp = Path(tempfile.mkdtemp(prefix="mte-ray-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {MARK: str(temp),
+                                                                                "RAY_AUTH_MODE": "disabled"}
+    with contextlib.ExitStack() as held:
+        ports = []
+        for port in RAY_DEFAULT_PORTS:  # as another Ray's would be
+            s = held.enter_context(socket.socket())
+            with contextlib.suppress(OSError):  # in use already: held by someone else, just as good
+                s.bind(("127.0.0.1", port))
+                s.listen()
+                ports.append(port)
+        try:
+            chosen = ray_ports(head=True)
+            listen = int(chosen[chosen.index("--dashboard-agent-listen-port") + 1])
+            head = start_head(*free_ports(2), temp, env, chosen)
+            assert head.returncode == 0, head.stderr
+            wait_for(lambda: answers(listen), 60, "the dashboard agent's HTTP server")
+            started = sorted({p.name() for p in marked(MARK, str(temp))})
+        finally:
+            killed = stop_marked(MARK, str(temp))
+            shutil.rmtree(temp, ignore_errors=True)
+    print(f"\nports held as another Ray's: {ports}; head node up, its agent's HTTP on {listen}; processes: "
+          f"{started}; stopped, SIGKILL needed for: {killed or 'none'}")
+    assert listen not in RAY_DEFAULT_PORTS and "raylet" in started
+    assert not marked(MARK, str(temp))
 
 
 def table1(c: Cluster, experiment: str, out: Path) -> pd.DataFrame:
@@ -160,9 +208,8 @@ def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster(cluster):
     c = cluster
     entry = [sys.executable, "-m", "mte", "sweep", "--methods", "baseline", "--seeds", "1", "--experiment", "job",
              *TINY, "--data-dir", str(c.glue), "--ray-address", c.address, "--tracking-uri", c.tracking]
-    ray_cli = str(Path(sys.executable).parent / "ray")
     for _ in range(10):  # the head's job agent may still be starting: Ray says to try again
-        job = subprocess.run([ray_cli, "job", "submit", "--address", c.dashboard, "--", *entry], env=c.env,
+        job = subprocess.run([RAY_CLI, "job", "submit", "--address", c.dashboard, "--", *entry], env=c.env,
                              capture_output=True, text=True, timeout=600)
         if "No available agent" not in job.stderr:
             break
