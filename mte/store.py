@@ -124,6 +124,7 @@ class Store:
         try:
             if not self.remote.fetch(kind, key, tmp):
                 return False
+            _drop_unlisted(tmp)
             problem = damage(tmp) if (tmp / MANIFEST).exists() else "no manifest (an upload in progress?)"
             if problem is not None:
                 log.warning("result store: the remote copy of %s/%s is incomplete (%s); computing it here",
@@ -225,6 +226,16 @@ class Store:
         except PermissionError:
             raise MteError(f"result store: no permission to create {path}") from None
         return path
+
+
+def _drop_unlisted(folder: Path) -> None:
+    """Remove the files a fetched entry's manifest does not list: nodes add files to a shared entry concurrently,
+    so the remote folder may hold one that another node's manifest, uploaded last, does not vouch for."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        listed = json.loads((folder / MANIFEST).read_text())["files"]
+        for path in folder.iterdir():
+            if path.is_file() and path.name != MANIFEST and path.name not in listed:
+                path.unlink()
 
 
 @contextlib.contextmanager

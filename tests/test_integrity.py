@@ -128,3 +128,29 @@ def test_an_active_lt_chain_recomputes_a_prior_mask_whose_recorded_artifact_was_
     with pytest.raises(MteError, match=r"\(active-lt-s0\): its artifact mask.safetensors does not match its "
                                        r"checksum; the recorded result is damaged"):
         load_sweep("chain", uri)  # what `mte report` reads: the damaged run is named, not reported on
+
+
+def test_an_entry_fetched_from_the_shared_store_is_trusted_only_as_its_manifest_says(tmp_path, caplog):
+    import logging
+
+    from mlflow import MlflowClient
+
+    from mte.store import Store, damage
+    from tracking.remote import STORE_EXPERIMENT, MlflowRemote, store_run
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_experiment(STORE_EXPERIMENT, (tmp_path / "art").as_uri())
+    remote = MlflowRemote(client, store_run(client))
+    Store(tmp_path / "a", remote).write("runs", "k", lambda f: (f / "result.json").write_text('{"x": 1}'))
+    extra = tmp_path / "test_logits.npy"  # a file the entry's manifest does not vouch for
+    extra.write_bytes(b"unlisted")
+    client.log_artifact(remote.run_id, str(extra), "runs/k")
+    b = Store(tmp_path / "b", remote)
+    assert b.has("runs", "k") and damage(b.path("runs", "k")) is None
+    assert sorted(p.name for p in b.path("runs", "k").iterdir()) == ["MANIFEST.json", "result.json"]
+    changed = tmp_path / "result.json"
+    changed.write_text('{"x": 2}')
+    client.log_artifact(remote.run_id, str(changed), "runs/k")  # the listed file, changed
+    with caplog.at_level(logging.WARNING, logger="mte.store"):
+        assert not Store(tmp_path / "c", remote).has("runs", "k")
+    assert "the remote copy of runs/k is incomplete (result.json does not match its checksum)" in caplog.text
