@@ -170,16 +170,18 @@ def local_cluster_environment() -> None:
 
 
 def _check_host(host: str) -> None:
-    """--dashboard-host is an address or a name that resolves (Ray would try to bind it for a minute)."""
+    """--dashboard-host is an address of this machine, or a name that resolves to one: Ray would try to bind it
+    for a minute, then fail on a port."""
     try:
-        ipaddress.ip_address(host)
-        return
-    except ValueError:
-        pass
-    try:
-        socket.getaddrinfo(host, None)
+        family = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0]
     except (OSError, UnicodeError):
         raise MteError(f"--dashboard-host {host!r} is not an IP address or a host name that resolves") from None
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+    except OSError as e:
+        raise MteError(f"--dashboard-host {host}: cannot listen there ({e.strerror}); give an address of this "
+                       "machine, e.g. 127.0.0.1 or 0.0.0.0") from None
 
 
 def check_token_file() -> None:

@@ -34,7 +34,8 @@ class SweepOptions:
     tau_from_tuning: str | None = hp(None, "Use the best τ that `mte tune-tau` recorded in MLflow for this TASK "
                                            "(e.g. mrpc: the paper tunes τ once on MRPC and reuses it for every "
                                            "task), this model and each regularised method, instead of --tau; or "
-                                           "the τ of the given tune-tau runs (comma list of run ids).",
+                                           "the τ of the given tune-tau runs (comma list of run ids). Not with "
+                                           "--tau, which replaces a preset's or a resumed sweep's tuning.",
                                      metavar="TASK|RUN_ID[,...]")
     preset: str | None = hp(None, "Named option set (sweeps/presets.py): quick (MiniLM, 3 seeds, a real MRPC "
                                   "subset) or paper (the paper's protocol). Options given here still win.",

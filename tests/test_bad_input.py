@@ -122,6 +122,8 @@ def damaged_cases(world: Path, glue: Path, read_only: Path) -> dict[str, tuple]:
                               "is a file; it must name a folder"),
         "dashboard host not a host": ([*sweep, "--dashboard-host", "not a host", *data],
                                       "is not an IP address or a host name that resolves"),
+        "dashboard host of another machine": ([*sweep, "--dashboard-host", "192.0.2.1", *data],
+                                              "--dashboard-host 192.0.2.1: cannot listen there"),
         "experiment of 10000 characters": ([*sweep, "--experiment", "x" * 10_000, *data],
                                            "--experiment is 10000 characters long"),
         "seed past 32 bits": (["run", "--seed", "99999999999999999999999", *data], "--seed must be at most"),

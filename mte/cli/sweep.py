@@ -22,7 +22,7 @@ def sweep(
     given: Given,
     resume: bool = typer.Option(False, "--resume", metavar="",
                                 help="Continue the experiment's latest sweep with its recorded options (options given "
-                                     "here still win)."),
+                                     "here still win; not with --preset)."),
     dry_run: bool = typer.Option(False, "--dry-run", metavar="",
                                  help="Print the options the sweep would run with (after the preset or the recorded "
                                       "sweep) and where each came from; run nothing."),
@@ -41,6 +41,7 @@ def sweep(
     o = fields.overlay(base, o, given["o"])
     if _given(given, TAU) and o.tau_from_tuning:  # the preset's or the recorded sweep's tuning: --tau wins
         o = dataclasses.replace(o, tau_from_tuning=None)
+        given["o"].add(TAU_FROM_TUNING)  # unset by the command line
     if dry_run:
         origin = "recorded sweep" if resume else f"preset {o.preset}" if o.preset else "default"
         _check(o)
