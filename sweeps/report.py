@@ -17,7 +17,7 @@ from mte.errors import MteError
 from mte.fields import hp
 from tracking.options import TrackingOptions
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # piped to a log, a line stays one line
 
 
 @dataclass(frozen=True)

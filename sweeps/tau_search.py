@@ -23,7 +23,7 @@ from sweeps.cluster import check_nodes
 from sweeps.options import TauOptions
 from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store_path
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # piped to a log, a line stays one line
 SEARCH_LIBRARIES = {"optuna": "optuna", "hyperopt": "hyperopt"}  # search → the package it needs
 REDUCTION_FACTOR = 3  # ASHA keeps the best third of the samples at each rung
 

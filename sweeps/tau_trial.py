@@ -37,7 +37,7 @@ from mte.tasks import TaskSpec
 from sweeps.trial import _use_assigned_devices, trial_store
 from tracking import tau as tracked
 
-console = Console(stderr=True)  # a module global: Tune pickles its callbacks, and a Console holds a lock
+console = Console(stderr=True, soft_wrap=True)  # global: Tune pickles its callbacks; a Console holds a lock
 Milestone = tuple[int, list[RoundEvent]]  # (IMP round, the events of the seeds scored at it)
 
 

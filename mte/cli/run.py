@@ -53,7 +53,7 @@ def run(
         chain = spec.method.chain_seeds(seed)
         if spec.method.method == "active-lt" and not prior_mask and len(chain) > 1:
             console.print(f"active-lt seed {seed} needs the final masks of seeds {chain[0]}..{seed - 1}: "
-                          "running (or loading) them first")
+                          "running (or loading) them first", soft_wrap=True)
             result = active_chain(spec, st, chain, paths.data_dir, on_seed=bar.set_seed,
                                   on_step=bar.step, on_fine_tune=bar.start, test=test,
                                   epoch_curves=epoch_curves)[-1]
