@@ -87,6 +87,8 @@ def test_a_warning_whenever_no_mark_is_reachable(permutations, seeds, reachable)
     assert bool(warned) != reachable, a.warnings
     if not reachable and permutations < 1000:
         assert f"with {permutations} random permutations" in warned[0] and "--permutations 20" in warned[0]
+    if not reachable and permutations == 1000:
+        assert "with 4 seed pair(s)" in warned[0] and "1/2^pairs = 0.0625" in warned[0]
 
 
 def test_sts_b_models_with_negative_pearson_did_not_learn_and_are_no_winning_tickets():

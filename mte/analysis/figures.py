@@ -81,30 +81,37 @@ def save(fig: Figure, path: Path) -> Path:
 
 def reliability_figure(reliability: pd.DataFrame, calibration: pd.DataFrame, classes: int) -> Figure:
     """Figure 5: reliability diagram per method: accuracy against mean confidence in 15 equal-width bins of the
-    top-class probability, single models (pooled over seeds) and Table 1's ensembles; grey bars: the share of
-    the ensembles' examples in each bin. On the diagonal a model is as often right as it is confident."""
+    top-class probability, single models (pooled over seeds) and Table 1's ensembles; a point's area is its
+    bin's share of examples (a nearly empty bin's accuracy says little); grey bars: the ensembles' shares. On the
+    diagonal a model is as often right as it is confident."""
     methods = list(dict.fromkeys(reliability.method))
     width = 3.4 * len(methods) + 0.8
-    fig = Figure(figsize=(width, 3.9))
-    fig.subplots_adjust(left=0.6 / width, right=1 - 0.2 / width, bottom=0.14, top=0.86, wspace=0.25)
+    fig = Figure(figsize=(width, 4.1))
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.2 / width, bottom=0.13, top=0.77, wspace=0.25)
     axes = fig.subplots(1, len(methods), squeeze=False, sharey=True)[0]
     ece = calibration.set_index("method")
     low = 1.0 / classes
+    handles = []
     for ax, method in zip(axes, methods, strict=True):
         d = reliability[reliability.method == method]
         ens = d[d.kind == "ensemble"]
-        ax.bar(ens.low, ens.share, width=ens.high - ens.low, align="edge", color="0.85", label="share (ensembles)")
+        bars = ax.bar(ens.low, ens.share, width=ens.high - ens.low, align="edge", color="0.87")
         ax.plot([low, 1], [low, 1], color="grey", linestyle="--", linewidth=0.8)
+        lines = []
         for i, kind in enumerate(("single", "ensemble")):
             k = d[(d.kind == kind) & (d.share > 0)]
-            e = ece.loc[method, f"ece_{kind}"]
-            ax.plot(k.confidence, k.accuracy, marker="o", markersize=3.5, color=f"C{i}",
-                    label=f"{kind} (ECE {100 * e:.1f})" if np.isfinite(e) else kind)
+            (line,) = ax.plot(k.confidence, k.accuracy, color=f"C{i}", linewidth=1.2)
+            ax.scatter(k.confidence, k.accuracy, s=8 + 300 * k.share, color=f"C{i}", zorder=3)
+            lines.append(line)
+        handles = [*lines, bars]
+        e = [f"{100 * ece.loc[method, f'ece_{kind}']:.1f}" for kind in ("single", "ensemble")]
         ax.set_xlim(max(0.0, low - 0.05), 1.0)
-        ax.set_ylim(0, 1.0)
+        ax.set_ylim(0, 1.02)
         ax.set_xlabel("confidence (top-class probability)")
-        ax.set_title(label(method), fontsize=10)
-        ax.legend(fontsize="x-small", loc="upper left", frameon=False)
+        ax.set_title(f"{label(method)}\nECE ×100: single {e[0]}, ensemble {e[1]}", fontsize=9)
     axes[0].set_ylabel("accuracy in bin")
-    fig.suptitle("Reliability: 15 equal-width confidence bins; dashed: perfect calibration", fontsize=9)
+    fig.legend(handles, ["single models (pooled over seeds)", "Table 1's ensembles", "share of examples (ensembles)"],
+               loc="upper center", ncol=3, fontsize="small", frameon=False)
+    fig.text(0.5, 0.9, "15 equal-width bins; point area: the bin's share of examples; dashed: perfectly calibrated",
+             ha="center", fontsize=8, color="0.3")
     return fig

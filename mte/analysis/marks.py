@@ -71,7 +71,8 @@ def out_of_reach(comparisons: dict[tuple[str, str], Comparison], alpha: float) -
     exact = sorted({len(c.seeds) for c in comparisons.values() if c.exact and c.smallest_p >= alpha})
     if exact:
         out.append(f"with {' or '.join(map(str, exact))} seed pair(s) the permutation test cannot reach p < {alpha:g} "
-                   f"(its smallest p-value is 1/2^pairs): no difference can be marked; record more seeds")
+                   f"(its smallest p-value is 1/2^pairs = {1 / 2 ** exact[-1]:.3g}): no difference can be marked; "
+                   f"record more seeds")
     drawn = sorted({c.permutations for c in comparisons.values() if not c.exact and c.smallest_p >= alpha})
     if drawn:
         needed = int(np.ceil(1 / alpha))

@@ -241,7 +241,9 @@ def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) ->
                   f"top-class probability, Σ (share of examples) × |accuracy − confidence|. Single: mean ± sample sd "
                   f"over seeds; ensemble: the mean over Table 1's {'/'.join(map(str, a.sizes))}-member ensembles "
                   f"(their {a.options.combine} averaged). Lower is better for all three. Numbers in "
-                  f"{prefix}calibration.csv (and Table 1's CSV), bins in {prefix}reliability.csv."),
+                  f"{prefix}calibration.csv (and Table 1's CSV), bins in {prefix}reliability.csv. Figure 5: "
+                  f"accuracy against confidence in each bin, single models pooled over seeds and Table 1's "
+                  f"ensembles; a point's area is its bin's share of examples."),
             ("table", calibration_display(a)),
         ]
         if "reliability" in figs:
