@@ -87,6 +87,7 @@ class Cluster:
         if self.started_here:
             import ray
 
+            leftovers.RELEASED.set()  # Ray stopped on purpose, not lost
             ray.shutdown()
 
 

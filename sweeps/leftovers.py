@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 MARK_ENV = "MTE_RAY_DRIVER"  # "<pid>:<start time>" of the driver that started the local cluster
 PROC = Path("/proc")
+RELEASED = threading.Event()  # set when this process stops its local cluster itself
 
 
 def mark() -> None:
@@ -41,21 +43,38 @@ def stop_leftovers(grace: float = 3.0) -> list[str]:
     return names
 
 
+def own() -> dict[int, str]:
+    """pid → name of the live processes of the local cluster this process started (empty if it started none)."""
+    value = os.environ.get(MARK_ENV)
+    if not value or value != _identity(os.getpid()) or not PROC.is_dir():
+        return {}
+    return {pid: _name(pid) for pid in _pids() if _mark_of(pid) == value and not _zombie(pid)}
+
+
+def stop_own() -> None:
+    """SIGKILL what is left of this process's local cluster (when Ray cannot stop it any more)."""
+    value = os.environ.get(MARK_ENV, "")
+    for pid in own():
+        _signal(pid, value, signal.SIGKILL)
+
+
+def _pids() -> list[int]:
+    return [int(e.name) for e in PROC.iterdir() if e.name.isdigit() and int(e.name) != os.getpid()]
+
+
 def _leftovers() -> dict[int, str]:
     """pid → mark, for the marked processes whose driver is gone (no process with its pid and start time)."""
     if not PROC.is_dir():
         return {}
-    own = os.environ.get(MARK_ENV)
+    mine = os.environ.get(MARK_ENV)
     found: dict[int, str] = {}
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        value = _mark_of(int(entry.name))
-        if not value or value == own:
+    for pid in _pids():
+        value = _mark_of(pid)
+        if not value or value == mine:
             continue
         driver, _, _ = value.partition(":")
         if driver.isdigit() and _identity(int(driver)) != value:
-            found[int(entry.name)] = value
+            found[pid] = value
     return found
 
 
@@ -67,6 +86,14 @@ def _mark_of(pid: int) -> str | None:
     prefix = f"{MARK_ENV}=".encode()
     return next((v[len(prefix):].decode(errors="replace") for v in environ.split(b"\0") if v.startswith(prefix)),
                 None)
+
+
+def _zombie(pid: int) -> bool:
+    """Dead, not yet reaped by its parent (this driver, for the processes Ray started)."""
+    try:
+        return (PROC / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _identity(pid: int) -> str | None:
@@ -88,6 +115,6 @@ def _name(pid: int) -> str:
     """The name Ray gives it (e.g. 'ray::DashboardAgent', its command line), else the executable's."""
     try:
         args = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
-        return args[0].decode(errors="replace").split()[0] if args[0] else "?"
+        return Path(args[0].decode(errors="replace").split()[0]).name if args[0].strip() else "?"
     except (OSError, IndexError):
         return "?"

@@ -27,6 +27,7 @@ from sweeps.cluster import check_nodes
 from sweeps.options import SweepOptions
 from sweeps.plan import SweepPlan, Unit
 from sweeps.session import (
+    if_ray_lost,
     preflight,
     quiet_fit,
     ray_cluster,
@@ -134,7 +135,8 @@ def _record(o: SweepOptions, plan: SweepPlan, exp: Any, finished: dict[str, str]
     status, errors, interrupted = "FAILED", {}, False
     try:
         if trials:
-            errors, interrupted = _tune(plan, o, trials, done, exp.uri, exp.experiment_id, parent)
+            with if_ray_lost(lambda: close_parent(client, parent, "KILLED")):
+                errors, interrupted = _tune(plan, o, trials, done, exp.uri, exp.experiment_id, parent)
         finished = finished_hashes(client, exp.experiment_id, parent)
         done_units = [u for u in plan.units if plan.unit_hash(u) in finished]
         failed = [u for u in plan.units if plan.unit_hash(u) not in finished]

@@ -4,8 +4,12 @@ the duration, and a Ray Tune fit whose console output is the caller's own view, 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,10 +19,13 @@ from rich.console import Console
 
 from mte.errors import MteError
 from mte.paths import Paths
+from sweeps import leftovers
 from sweeps.cluster import Cluster, RayOptions, check_address, check_local_gpus, check_resources, connect
 
 console = Console(stderr=True)
 T = TypeVar("T")
+_ON_RAY_LOST: list[Callable[[], None]] = []
+TERMINATED = threading.Event()  # set by the command line's SIGTERM handler
 TUNE_LOGGERS = ("ray.tune", "ray.train", "ray.air")
 
 
@@ -77,12 +84,72 @@ def ray_cluster(ray: RayOptions, started: Cluster | None = None) -> Iterator[Clu
     resources, and leave it as found."""
     cluster = started or connect(ray)
     try:
-        check_resources(ray)
-        if cluster.dashboard_url:
-            console.print(f"Ray dashboard: {cluster.dashboard_url}", highlight=False)
-        yield cluster
+        with stopped_if_ray_lost():
+            check_resources(ray)
+            if cluster.dashboard_url:
+                console.print(f"Ray dashboard: {cluster.dashboard_url}", highlight=False)
+            yield cluster
     finally:
         cluster.shutdown()
+
+
+def if_ray_lost(action: Callable[[], None]) -> contextlib.AbstractContextManager[None]:
+    """While the block runs, `action` (e.g. closing the parent run as KILLED) is what `stopped_if_ray_lost` does
+    before ending the process."""
+    @contextlib.contextmanager
+    def registered() -> Iterator[None]:
+        _ON_RAY_LOST.append(action)
+        try:
+            yield
+        finally:
+            _ON_RAY_LOST.remove(action)
+
+    return registered()
+
+
+@contextlib.contextmanager
+def stopped_if_ray_lost(grace: float = 2.0) -> Iterator[None]:
+    """While the block runs with a local cluster this process started: SIGTERM sent to the whole process group,
+    as systemd and Slurm send it, stops Ray's own processes too, and the driver's Ray calls (Tune stopping its
+    trials) then wait a minute for a GCS that no longer answers. A thread watches: once `TERMINATED` is set and
+    the node's raylet has been gone `grace` seconds, it runs the registered actions (`if_ray_lost`), says so,
+    stops what is left of the cluster and ends the process by SIGTERM (exit status 143 in a shell)."""
+    if not leftovers.own():
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        lost = None
+        while not done.wait(0.25):
+            if not TERMINATED.is_set() or leftovers.RELEASED.is_set():
+                continue
+            alive = "raylet" in leftovers.own().values()
+            lost = None if alive else lost or time.monotonic()
+            if lost is not None and time.monotonic() - lost >= grace:
+                for action in list(_ON_RAY_LOST):
+                    with contextlib.suppress(Exception):  # the others still run, and the process still ends
+                        action()
+                console.print("terminated: finished work is kept (store and MLflow); Ray's processes were "
+                              "stopped; run the same command again to continue", highlight=False, soft_wrap=True)
+                leftovers.stop_own()
+                _die_of(signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="mte-ray-lost", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
+def _die_of(sig: signal.Signals) -> None:
+    """End the process by `sig`'s default action, from any thread: Python lets only the main thread (stuck here)
+    change a handler, so the C library's `signal` restores the default first."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal(int(sig), 0)  # SIG_DFL
+    os.kill(os.getpid(), sig)
 
 
 def quiet_fit(tuner: Any) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from mlflow import MlflowClient
-from servers import free_port, mlflow_server
+from servers import free_port, mlflow_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +113,70 @@ def test_a_report_that_fails_after_reading_the_server_exits_with_one_line(served
     lines = err.strip().splitlines()
     print(f"\nmte report --headline spearman (MRPC) against {uri}: exit {code} after {took:.1f} s: {lines}")
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: mrpc has no metric 'spearman'"), err
+
+
+def group_left(pgid: int) -> list[str]:
+    """What still runs in the process group a command led (Ray's processes stay in it, renamed or re-parented)."""
+    left = []
+    for p in psutil.process_iter(["pid", "name"]):
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(p.info["pid"]) == pgid:
+                left.append(f"{p.info['pid']} {p.info['name']}")
+    return left
+
+
+def signalled_sweep(glue: Path, root: Path, sig: signal.Signals, when) -> tuple[int, list[str], float, list]:
+    """A local sweep (sqlite tracking) sent `sig` to its whole process group once `when(proc)` holds: (exit code,
+    its output lines, seconds from the signal to the exit, its runs)."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    args = [sys.executable, "-m", "mte", "sweep", "--methods", "baseline", "--seeds", "2", "--train-limit", "96",
+            "--eval-limit", "16", "--epochs", "3", "--max-length", "32", "--batch-size", "8", "--data-dir", str(glue),
+            "--out", str(root / "store"), "--tracking-uri", uri, "--experiment", "signals", "--no-dashboard",
+            "--no-report"]
+    proc = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env=os.environ | {"COLUMNS": "200"})
+    try:
+        wait_for(lambda: when(proc), 300, f"the moment to send {sig.name}")
+        os.killpg(proc.pid, sig)
+        sent = time.monotonic()
+        out, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+        time.sleep(3)
+        left = group_left(proc.pid)
+        assert not left, left
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("signals")
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    return proc.returncode, out.strip().splitlines(), took, runs
+
+
+def training(proc: subprocess.Popen) -> bool:
+    """A trial's worker has been fine-tuning for 3 s."""
+    with contextlib.suppress(psutil.Error):
+        return any("ImplicitFunc" in p.name() and time.time() - p.create_time() > 3
+                   for p in psutil.Process(proc.pid).children(recursive=True))
+    return False
+
+
+def test_sigterm_to_a_sweeps_process_group_ends_it_promptly_with_its_parent_run_killed(generated_glue, tmp_path):
+    code, lines, took, runs = signalled_sweep(generated_glue, tmp_path, signal.SIGTERM, training)
+    statuses = sorted((r.data.tags["role"], r.info.status) for r in runs)
+    print(f"\nSIGTERM to the process group mid-trial: exit {code} after {took:.1f} s; last line {lines[-1:]}; "
+          f"runs {statuses}; nothing left in its process group")
+    # 143 from the handler, or death by the SIGTERM itself (-15 here, 143 in a shell) when Ray died under it.
+    assert code in (143, -signal.SIGTERM) and took < 40, lines
+    assert lines[-1].startswith("terminated: finished work is kept") and not any("Traceback" in ln for ln in lines)
+    assert ("sweep", "KILLED") in statuses and ("sweep", "RUNNING") not in statuses
+
+
+def test_ctrl_c_in_a_sweeps_first_seconds_is_exit_130_and_one_line(generated_glue, tmp_path):
+    started = time.monotonic()
+    code, lines, took, runs = signalled_sweep(generated_glue, tmp_path, signal.SIGINT,
+                                              lambda _: time.monotonic() - started > 3)
+    print(f"\nCtrl-C (SIGINT to the process group) 3 s into a sweep: exit {code} after {took:.1f} s: {lines}")
+    assert code == 130 and took < 30 and lines[-1].startswith("interrupted: finished work is kept"), lines
+    assert not any("Traceback" in ln for ln in lines)
+    assert all(r.info.status != "RUNNING" for r in runs)

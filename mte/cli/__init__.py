@@ -103,6 +103,8 @@ def _terminate_like_interrupt() -> list[int]:
 
     def on_term(signum: int, frame: object) -> None:
         seen.append(signum)
+        if session := sys.modules.get("sweeps.session"):  # a sweep's watch for a Ray stopped by the same signal
+            session.TERMINATED.set()
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler) and handler is not signal.default_int_handler:
             handler(signal.SIGINT, frame)  # e.g. Ray Tune's graceful stop
