@@ -190,6 +190,33 @@ def test_a_full_disk_is_one_line_leaves_nothing_half_written_and_the_next_run_co
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+def test_a_full_tracking_disk_ends_a_sweep_with_one_line(generated_glue, tmp_path):
+    disk = tmp_path / "tmpfs"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs was refused on this machine: {mounted.stderr.strip()}")
+    try:
+        uri = f"sqlite:///{disk / 'mlflow.db'}"
+        MlflowClient(uri).search_experiments()  # the database's tables, then all but 1.4 MB of the disk filled
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(b"\0" * (free - 1400 * 2**10))  # a trial's artifacts take about 1.5 MB
+        args = ["sweep", "--methods", "baseline", "--seeds", "2", "--train-limit", "16", "--eval-limit", "8",
+                "--epochs", "1", "--max-length", "32", "--batch-size", "16", "--data-dir", str(generated_glue),
+                "--out", str(tmp_path / "store"), "--tracking-uri", uri, "--experiment", "faults", "--no-dashboard",
+                "--no-report"]
+        proc = mte(*args, cwd=tmp_path)
+        out = finish(proc)
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        print(f"\nsweep tracked on a full disk: exit {proc.returncode}, {len(lines)} lines, the last: {lines[-1:]}")
+        assert proc.returncode == 2 and "Traceback" not in out, out
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        assert errors == lines[-1:] and "no space left on the device" in errors[0], out
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 def test_two_sweeps_started_at_once_do_not_record_anything_twice(generated_glue, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = sweep_args(generated_glue, tmp_path / "store", uri, "baseline", 2)

@@ -7,6 +7,7 @@ One module per command (run, sweep, report, tune-tau, ui); flags come from the o
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from mte.cli import report, run, sweep, tune_tau, ui
 from mte.cli.options import HelpCommand
-from mte.errors import MteError
+from mte.errors import MteError, first_line
 
 app = typer.Typer(
     help="Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer.",
@@ -90,6 +91,11 @@ def _main(args: list[str] | None) -> None:
         _error(e.format_message() + _usage_hint(e))
     except KeyboardInterrupt:
         code = 130
+    except Exception as e:
+        if not _disk_full(e):
+            raise
+        _error(f"no space left on the device ({first_line(_disk_full(e))}): finished work is kept; free space and "
+               "run the same command again")
     if code == 130:  # Typer turns Ctrl-C into exit code 130
         code = 143 if terminated else 130
         console.print(f"{'terminated' if terminated else 'interrupted'}: finished work is kept (store and MLflow); "
@@ -123,6 +129,20 @@ def _warnings_as_lines() -> None:
     log.addHandler(handler)
     log.setLevel(logging.WARNING)
     log.propagate = False
+    # MLflow logs each database error with its traceback before raising it; the error itself becomes one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+def _disk_full(e: BaseException | None) -> BaseException | None:
+    """The innermost error in `e`'s chain that says a disk (or a quota, or the tracking database) is full, if any."""
+    found, seen = None, set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or any(
+                s in str(e) for s in ("No space left on device", "Disk quota exceeded", "database or disk is full")):
+            found = e
+        e = e.__cause__ or e.__context__
+    return found
 
 
 def _error(message: str) -> None:
