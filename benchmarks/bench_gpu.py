@@ -78,9 +78,9 @@ def one_fine_tune(setup: Setup, precision: str) -> tuple[float, float, FineTuneR
     logits (model loading and tokenising not timed)."""
     import torch
 
-    from mte.lottery import load_data
     from mte.models import load_model
     from mte.training import fine_tune
+    from mte.workspace import load_data
 
     spec = setup.spec(precision=precision)
     d = load_data(spec, setup.data_dir)
@@ -179,9 +179,9 @@ def malloc_stage(setup: Setup, lib: str, argv: list[str], repeats: int) -> None:
 def same_forward(setup: Setup) -> str:
     """Dev logits of the freshly loaded model (eval mode, fp32, no TF32) through mte.bert and through transformers'
     model, in this process: their largest difference, or 'identical' where equal bit for bit."""
-    from mte.lottery import load_data
     from mte.models import load_model
     from mte.training import default_device, predict
+    from mte.workspace import load_data
 
     spec = setup.spec()
     d = load_data(spec, setup.data_dir)

@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from mte import allocator, launch
+from mte import batches as batch_mod
 from mte import data as data_mod
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-from mte.lottery import load_data
 from mte.models import load_model, resolve_model_path
 from mte.tasks import TaskSpec
 from mte.training import fine_tune
+from mte.workspace import load_data
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
@@ -102,9 +103,9 @@ class Setup:
 
     spec: RunSpec
     task: TaskSpec
-    train: data_mod.TokenizedSplit  # mte's own tokenisation
-    dev: data_mod.TokenizedSplit
-    test: data_mod.TokenizedSplit | None
+    train: batch_mod.TokenizedSplit  # mte's own tokenisation
+    dev: batch_mod.TokenizedSplit
+    test: batch_mod.TokenizedSplit | None
     pad_id: int
     data_dir: Path
 
@@ -286,7 +287,7 @@ def timed_lengths(setup: Setup, steps: int | None, group_by_length: bool = True)
     """Real lengths of the examples in the first `steps` batches of mte's epoch (same seeded order as fine_tune),
     and the padded token count of those batches."""
     order = torch.Generator().manual_seed(setup.seed)
-    batches = data_mod.train_batches(setup.train.lengths, setup.spec.train.batch_size, order, group_by_length)
+    batches = batch_mod.train_batches(setup.train.lengths, setup.spec.train.batch_size, order, group_by_length)
     batches = batches[:steps] if steps is not None else batches
     lengths = [setup.train.lengths[b].numpy() for b in batches]
     padded = sum(int(x.max()) * len(x) for x in lengths)

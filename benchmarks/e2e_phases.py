@@ -51,10 +51,10 @@ def main() -> None:
 
     from mte import data as data_mod
     from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-    from mte.lottery import Initial, load_data, prunable_parameters
-    from mte.models import load_model
+    from mte.models import Initial, load_model, prunable_parameters
     from mte.store import Store
     from mte.training import fine_tune, predict
+    from mte.workspace import load_data
 
     spec = RunSpec(DataHparams(train_limit=a.train_limit), ModelHparams(), TrainHparams(lr=a.lr, epochs=1),
                    MethodHparams()).resolved()

@@ -32,9 +32,9 @@ def profile(code: str, model: str, data_dir: Path | None, lr: float, train_limit
     if code == "mte+transformers-imported":
         import transformers.models.bert.modeling_bert  # noqa: F401
     from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-    from mte.lottery import load_data
     from mte.models import load_model
     from mte.training import fine_tune
+    from mte.workspace import load_data
 
     spec = RunSpec(DataHparams(train_limit=train_limit), ModelHparams(model=model), TrainHparams(lr=lr, epochs=1),
                    MethodHparams(method="baseline"), seed=0).resolved()

@@ -22,6 +22,7 @@ from mte import bert
 from mte.errors import MteError, first_line
 from mte.hparams import ModelHparams
 from mte.tasks import TaskSpec
+from mte.tokenizer import load_tokenizer as wordpiece_tokenizer
 
 DROPOUT_CONFIG_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
                          "classifier_dropout", "seq_classif_dropout")
@@ -75,7 +76,7 @@ def load_tokenizer(model: ModelHparams, transformers_code: bool = False):
     a pool used before a fork makes every child warn (and can deadlock). `transformers_code`: as in `load_model`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     path = resolve_model_path(model.model)
-    tokenizer = bert.load_tokenizer(path) if not transformers_code and _local(path) else None
+    tokenizer = wordpiece_tokenizer(path) if not transformers_code and _local(path) else None
     if tokenizer is None:
         from transformers import AutoTokenizer
 

@@ -4,8 +4,8 @@ to zero, clipping, masks, L1 regulariser.
 Schedule: the factor used at step t of T is (T − t)/T (Hugging Face's linear schedule without warmup),
 so it reaches exactly 0 when the last step completes; it restarts in every fine-tune. τ follows it.
 
-On CPU, dropout masks are drawn by `mte.dropout` (16 bits a draw): PyTorch's per-element CPU Bernoulli was a
-fifth of a step on AMD processors.
+On CPU, dropout masks are drawn by `mte.dropout` (16 bits a draw): PyTorch's per-element CPU Bernoulli runs on
+one thread off Intel processors, a large share of a step (benchmarks/RESULTS.md).
 
 Masks are enforced without hooks: gradients of pruned weights are zeroed before clipping and the step (so
 AdamW's moments for them stay 0), and the weights are multiplied by the mask after the step.
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mte import dropout
-from mte.data import TokenizedSplit, eval_batches, train_batches
+from mte.batches import TokenizedSplit, eval_batches, train_batches
 from mte.errors import MteError
 from mte.hparams import TrainHparams
 from mte.masks import Mask

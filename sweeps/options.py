@@ -112,6 +112,18 @@ class TauOptions:
         per_seed = self.spec.method.rounds + 1
         return per_seed * (self.seeds_per_sample - 1 if self.spec.method.method == "active-lt" else 1)
 
+    @property
+    def headline(self) -> str:
+        """The metric the objective scores: the task's first."""
+        return self.spec.task.metrics[0]
+
+    @property
+    def tuned_on(self) -> str:
+        """Where the objective is measured, in words."""
+        if self.tune_on == "dev":
+            return "DEV (dev is then not held out from tuning)"
+        return f"a {self.spec.data.holdout:.0%} holdout of train"
+
     def validate(self) -> TauOptions:
         """Everything checkable before Ray or a run exists; returns the options with the spec resolved (its
         holdout set from --tune-on). The cheap checks come first, so a typo fails before torch is imported."""

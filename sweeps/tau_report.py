@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,25 @@ from rich.console import Console
 from rich.table import Table
 
 from sweeps.options import TauOptions
-from sweeps.tau_search import TuningOutcome, headline
 
 console = Console(stderr=True)
+
+
+@dataclass
+class TuningOutcome:
+    """What a tuning found, as `mte tune-tau` shows it and returns it."""
+
+    parent_run_id: str
+    tracking_uri: str
+    best_tau: float | None
+    best_objective: float | None
+    best_run_id: str | None
+    finished: int
+    stopped: int
+    failed: int
+    plot: Path | None
+    errors: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
 
 
 def plot_objective(o: TauOptions, runs: Sequence[Any], best: Any, path: Path) -> Path | None:
@@ -45,7 +62,7 @@ def plot_objective(o: TauOptions, runs: Sequence[Any], best: Any, path: Path) ->
     ax.set_xscale("log")
     ax.set_xlim(o.tau_min / 1.5, o.tau_max * 1.5)
     ax.set_xlabel("τ (L1 coefficient of the masking regulariser)")
-    ax.set_ylabel(f"{o.objective} {headline(o)} ({o.seeds_per_sample} seeds)")
+    ax.set_ylabel(f"{o.objective} {o.headline} ({o.seeds_per_sample} seeds)")
     ax.set_title(f"{o.spec.data.task} · {o.spec.method.method} · tuned on {o.tune_on}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -59,7 +76,7 @@ def plot_objective(o: TauOptions, runs: Sequence[Any], best: Any, path: Path) ->
 def print_summary(o: TauOptions, outcome: TuningOutcome, runs: Sequence[Any]) -> None:
     from tracking import tau as tracked
 
-    head = headline(o)
+    head = o.headline
     done = sorted((r for r in runs if r.info.status == "FINISHED" and tracked.FINAL in r.data.metrics),
                   key=lambda r: (-r.data.metrics[tracked.FINAL], float(r.data.params["tau"])))
     table = Table(title=f"best τ samples · {o.spec.data.task} {o.spec.method.method} · {o.objective} {head} on "

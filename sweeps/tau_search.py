@@ -1,5 +1,5 @@
 """`mte tune-tau`'s driver: a Ray Tune search over the L1 coefficient τ of ACTIVE-LT or RANDOM-LT, with ASHA,
-recorded in MLflow. The trial is `sweeps.tau_trial`; the plot and the printed table are `sweeps.tau_report`.
+recorded in MLflow. The trial is `sweeps.tau_trial`; the outcome, its plot and its table are `sweeps.tau_report`.
 
 One trial per τ sample runs K seeds (0..K−1) through the science core and reports an objective after every
 IMP round, so the early-stopping scheduler (ASHA) can drop a poor τ before its tickets are trained (the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +21,11 @@ from mte.errors import MteError
 from sweeps.cluster import check_nodes
 from sweeps.options import TauOptions
 from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store_path
+from sweeps.tau_report import TuningOutcome, plot_objective, print_summary
 
 console = Console(stderr=True, soft_wrap=True)  # piped to a log, a line stays one line
 SEARCH_LIBRARIES = {"optuna": "optuna", "hyperopt": "hyperopt"}  # search → the package it needs
 REDUCTION_FACTOR = 3  # ASHA keeps the best third of the samples at each rung
-
-
-@dataclass
-class TuningOutcome:
-    parent_run_id: str
-    tracking_uri: str
-    best_tau: float | None
-    best_objective: float | None
-    best_run_id: str | None
-    finished: int
-    stopped: int
-    failed: int
-    plot: Path | None
-    errors: dict[str, str] = field(default_factory=dict)
-    wall_s: float = 0.0
 
 
 def search_library(search: str) -> None:
@@ -85,7 +70,6 @@ def run_tuning(o: TauOptions) -> TuningOutcome:
     from mte import data as data_mod
     from mte.lottery import check_inputs
     from sweeps.inputs import check_data_files, check_model_files, check_sizes
-    from sweeps.tau_report import plot_objective, print_summary
     from tracking import tau as tracked
     from tracking.experiment import open_experiment
     from tracking.trial_runs import retry
@@ -108,7 +92,7 @@ def run_tuning(o: TauOptions) -> TuningOutcome:
                                      _parent_params(o))
         console.print(f"tune-tau {o.spec.data.task} · {o.spec.method.method} · {o.search} search · "
                       f"{o.num_samples} samples of τ in [{o.tau_min:g}, {o.tau_max:g}] · K={o.seeds_per_sample} "
-                      f"seeds · {o.objective} {headline(o)} on {where(o)} · experiment {exp.name!r} · "
+                      f"seeds · {o.objective} {o.headline} on {o.tuned_on} · experiment {exp.name!r} · "
                       f"parent run {parent}", highlight=False)
         status, best = "FAILED", None
         try:
@@ -162,7 +146,9 @@ def _tune(o: TauOptions, uri: str, experiment_id: str, parent: str, data_dir: Pa
         param_space=space,
         tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=search_alg, scheduler=scheduler,
                                     num_samples=num_samples, max_concurrent_trials=o.ray.max_concurrent,
-                                    reuse_actors=False,  # a stopped trial's process, and its store locks, must go
+                                    # the next sample runs in a stopped one's process (torch and the model are
+                                    # imported); a stopped sample holds no store lock (`seed_rounds`)
+                                    reuse_actors=True,
                                     trial_dirname_creator=_trial_dirname),
         run_config=run_config(f"tune-tau-{o.spec.data.task}-{o.spec.method.method}-{time.strftime('%Y%m%d-%H%M%S')}",
                               storage_path(o.ray, o.paths.store), [progress], o.ray.max_failures))
@@ -190,16 +176,6 @@ def _close_samples(client: Any, experiment_id: str, parent: str, stopped: dict[s
     return tracked.samples(client, experiment_id, parent)
 
 
-def headline(o: TauOptions) -> str:
-    return o.spec.task.metrics[0]
-
-
-def where(o: TauOptions) -> str:
-    if o.tune_on == "dev":
-        return "DEV (dev is then not held out from tuning)"
-    return f"a {o.spec.data.holdout:.0%} holdout of train"
-
-
 def run_name(o: TauOptions) -> str:
     return f"tune-tau-{o.spec.data.task}-{o.spec.method.method}-{'DEV' if o.tune_on == 'dev' else 'holdout'}"
 
@@ -207,7 +183,7 @@ def run_name(o: TauOptions) -> str:
 def _parent_tags(o: TauOptions, fingerprint: str, data_dir: Path | None) -> dict[str, str]:
     from tracking import tau as tracked
 
-    note = (f"τ tuned on {where(o)}: {o.objective} {headline(o)} of seeds 0..{o.seeds_per_sample - 1}, {o.search} "
+    note = (f"τ tuned on {o.tuned_on}: {o.objective} {o.headline} of seeds 0..{o.seeds_per_sample - 1}, {o.search} "
             f"search, {o.num_samples} samples of [{o.tau_min:g}, {o.tau_max:g}]"
             + (", ASHA early stopping after IMP rounds." if o.early_stop else "."))
     return {tracked.TASK: o.spec.data.task, tracked.MODEL: o.spec.model.model, tracked.METHOD: o.spec.method.method,
@@ -219,5 +195,5 @@ def _parent_tags(o: TauOptions, fingerprint: str, data_dir: Path | None) -> dict
 def _parent_params(o: TauOptions) -> dict[str, Any]:
     flat = {k: v for k, v in o.spec.flat().items() if k not in ("method", "seed", "tau")}
     return flat | {"search": o.search, "num_samples": o.num_samples, "tau_min": o.tau_min, "tau_max": o.tau_max,
-                   "seeds_per_sample": o.seeds_per_sample, "objective_metric": f"{o.objective}/{headline(o)}",
+                   "seeds_per_sample": o.seeds_per_sample, "objective_metric": f"{o.objective}/{o.headline}",
                    "early_stop": o.early_stop, "search_seed": o.search_seed, "milestones": o.milestones}

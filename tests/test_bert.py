@@ -22,6 +22,7 @@ from mte import data as data_mod
 from mte.hparams import DataHparams, ModelHparams, TrainHparams
 from mte.models import load_model, load_tokenizer, resolve_model_path
 from mte.tasks import get_task
+from mte.tokenizer import Tokenizer
 from mte.training import fine_tune
 
 MODEL = ModelHparams()
@@ -41,7 +42,7 @@ def raw(glue_dir):
 
 def test_tokens_equal_transformers_at_full_and_truncating_lengths(raw):
     ours, theirs = load_tokenizer(MODEL), load_tokenizer(MODEL, transformers_code=True)
-    assert isinstance(ours, bert.Tokenizer) and not isinstance(theirs, bert.Tokenizer)
+    assert isinstance(ours, Tokenizer) and not isinstance(theirs, Tokenizer)
     assert ours.pad_token_id == theirs.pad_token_id
     for split in (raw["train"], raw["dev"]):
         for max_length in (128, 24):  # 24 truncates most pairs (longest first)

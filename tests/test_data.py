@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import SHARED_GLUE
 
-from mte.data import bagging_subset, read_tsv_split, train_batches
+from mte.batches import train_batches
+from mte.data import bagging_subset, read_tsv_split
 from mte.errors import MteError
 from mte.tasks import get_task
 
@@ -97,7 +98,7 @@ def test_length_grouped_batches_cover_every_example_once():
 def test_holdout_is_disjoint_reproducible_and_replaces_dev(generated_glue):
     from mte.data import holdout_split
     from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-    from mte.lottery import load_data
+    from mte.workspace import load_data
 
     keep, held = holdout_split(1000, 0.1)
     assert len(held) == 100 and len(keep) == 900 and not set(keep) & set(held)
@@ -118,7 +119,7 @@ def test_holdout_rows_are_never_trained_on_and_do_not_depend_on_the_run_seed(gen
     split and scores exactly the held-out ones; no test split is scored while tuning."""
     from mte.data import holdout_split
     from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-    from mte.lottery import load_data, open_workspace
+    from mte.workspace import load_data, open_workspace
 
     data = DataHparams(holdout=0.25, train_limit=64)
     spec = RunSpec(data, ModelHparams(), TrainHparams(), MethodHparams(method="random-lt"), 0).resolved()
@@ -140,8 +141,8 @@ def test_tokenised_data_cache_gives_what_tokenising_gives_and_is_keyed_by_what_c
 
     from mte.data import SPLITS, TokenizedSplits
     from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-    from mte.lottery import load_data
     from mte.store import Store
+    from mte.workspace import load_data
 
     def same(a, b) -> None:
         for split in SPLITS:

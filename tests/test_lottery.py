@@ -163,9 +163,9 @@ def test_a_stored_fine_tune_that_does_not_reproduce_is_replaced_whole_and_kept_a
 
 
 def test_no_rewind_head_starts_each_round_from_the_head_trained_in_the_previous_one(store, glue_dir, base_lt):
-    from mte.lottery import open_workspace
     from mte.results import HEAD_FILE, load_head
     from mte.training import fine_tune
+    from mte.workspace import open_workspace
 
     kept = run_seed(spec("base-lt", rewind_head=False), store, glue_dir)
     assert kept.rounds[0].key == base_lt.rounds[0].key  # round 1 starts from the initial head either way
@@ -185,3 +185,26 @@ def test_active_lt_chains_per_group_start_again_at_each_group():
     assert list(method.chain_seeds(12)) == [10, 11, 12] and list(method.chain_seeds(3)) == [0, 1, 2, 3]
     assert list(MethodHparams("active-lt").chain_seeds(12)) == list(range(13))
     assert spec("active-lt", active_chain="group").resolved().key() != spec("active-lt").resolved().key()
+
+
+def test_a_consumer_that_stops_after_a_round_leaves_every_store_lock_free(tmp_path, glue_dir):
+    """τ tuning stops a sample after any round, and Ray may run the next sample in the same process: a suspended
+    `seed_rounds` must hold no lock, or the next one asking for that seed would wait on it forever."""
+    import fcntl
+
+    from mte.lottery import seed_rounds
+
+    store, s = Store(tmp_path), spec("random-lt", tau=1e-2, rounds=2)
+    events = seed_rounds(s, store, glue_dir)
+    first = next(events)  # the consumer stops here and keeps the generator (not closed)
+    assert (first.index, first.count, first.result) == (0, 3, None)
+    locks = sorted((tmp_path / ".locks").iterdir())
+    assert {p.name.split("-")[0] for p in locks} >= {"runs", "finetunes", "data"}
+    for path in locks:
+        with open(path, "w") as f:  # another open file: flock conflicts with a lock the generator holds
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if it is held
+            fcntl.flock(f, fcntl.LOCK_UN)
+    result = run_seed(s, store, glue_dir)  # the same seed in the same process, the first still suspended
+    assert [r.reused for r in result.rounds] == [True, False, False]
+    assert result.rounds[0].key == first.record.key
+    events.close()

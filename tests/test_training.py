@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
-from mte.lottery import load_data, open_workspace
 from mte.masks import Mask
 from mte.models import load_model, prunable_parameters
 from mte.pruning import magnitude_prune, random_coefficients
 from mte.tasks import get_task
 from mte.training import MaskedAdamW, Regulariser, fine_tune, linear_decay
+from mte.workspace import load_data, open_workspace
 
 TINY = dict(train_limit=24, eval_limit=16, max_length=48)
 
