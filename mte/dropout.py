@@ -1,8 +1,8 @@
 """Dropout with masks drawn 16 bits at a time, for training on CPUs.
 
 PyTorch's CPU `bernoulli_` (behind `nn.Dropout` and SDPA's attention dropout) takes its fast, parallel MKL path
-only on Intel processors; elsewhere (AMD, Arm) it draws one random number per element on one thread, which was
-19% of a MiniLM training step on a 2-core AMD EPYC. Here one 64-bit draw of the same seeded CPU generator
+only on Intel processors; elsewhere (AMD, Arm) it draws one random number per element on one thread, a large
+share of a MiniLM training step (benchmarks/RESULTS.md). Here one 64-bit draw of the same seeded CPU generator
 gives four 16-bit lanes; a lane below round(p·65536) − 32768 drops its element. The drop probability is
 therefore round(p·65536)/65536 (0.1 → 0.1000061), and the mask is reproducible from `torch.manual_seed`.
 

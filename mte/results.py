@@ -53,7 +53,7 @@ class FineTuneRecord:
     wall_s: float
     reused: bool = False  # loaded from the store rather than computed in this call
     loss_trace: list[float] = field(default_factory=list)  # mean train loss of every LOSS_WINDOW steps
-    ran_on: str = ""  # device, threads, torch (`mte.training.ran_on`); "" in results stored before it was recorded
+    ran_on: str = ""  # device, threads, torch (`mte.training.ran_on`); "": a stored record without it
 
     @property
     def metrics(self) -> dict[str, float]:
