@@ -96,24 +96,31 @@ def test_identical_methods_have_no_difference_and_p_one():
     assert row["accuracy_p_vs_baseline"] == 1.0 and row["accuracy_mark"] == ""
 
 
-def test_jackknife_interval_equals_delete_one_pair_recomputation():
+def test_jackknife_interval_equals_stratified_delete_one_pair_recomputation():
     rng = np.random.default_rng(4)
-    seeds = [0, 1, 2, 3, 10, 11, 12]
+    seeds = [0, 1, 2, 3, 10, 11, 12, 13, 14]
     rs = sweep(rng, MRPC, ["baseline", "base-lt"], seeds, n=40, shift={"base-lt": 0.3})
     c = compare(rs.task, rs.labels, evaluate(rs, "base-lt", (3,)), evaluate(rs, "baseline", (3,)), (3,),
                 permutations=10, level=0.9)
     xa, xb = (member_outputs(MRPC, rs.logits(m)) for m in ("base-lt", "baseline"))
-    by_pair = []
-    for i in range(len(seeds)):
-        keep = [j for j in range(len(seeds)) if j != i]
-        rest = [seeds[j] for j in keep]
-        by_pair.append(table_by_loop(MRPC, xa[keep], rs.labels, rest, 3)
-                       - table_by_loop(MRPC, xb[keep], rs.labels, rest, 3))
-    by_pair = np.array(by_pair)
-    se = np.sqrt(6 / 7 * np.sum((by_pair - by_pair.mean()) ** 2))
-    half = student_t.ppf(0.95, 6) * se
+    var = 0.0
+    for group in ([0, 1, 2, 3], [4, 5, 6, 7, 8]):  # strata: the seed groups, each jackknifed on its own
+        by_pair = []
+        for i in group:
+            keep = [j for j in range(len(seeds)) if j != i]
+            rest = [seeds[j] for j in keep]
+            by_pair.append(table_by_loop(MRPC, xa[keep], rs.labels, rest, 3)
+                           - table_by_loop(MRPC, xb[keep], rs.labels, rest, 3))
+        n = len(group)
+        var += (n - 1) / n * np.sum((np.array(by_pair) - np.mean(by_pair)) ** 2)
+    half = student_t.ppf(0.95, len(seeds) - 2) * np.sqrt(var)
+    assert half > 0
     assert (c.ci_low["accuracy"], c.ci_high["accuracy"]) == pytest.approx(
         (c.gain["accuracy"] - half, c.gain["accuracy"] + half), abs=1e-12)
+    # A group with as many seeds as members cannot lose a pair: no interval rather than a wrong one.
+    short = compare(rs.task, rs.labels, evaluate(rs, "base-lt", (4,)), evaluate(rs, "baseline", (4,)), (4,),
+                    permutations=10)
+    assert np.isnan(short.ci_low["accuracy"]) and np.isnan(short.ci_high["accuracy"])
 
 
 def test_marks_follow_the_permutation_test():

@@ -79,11 +79,6 @@ class Combinations:
         counts = np.bincount(self.group)
         return 1.0 / (np.count_nonzero(counts) * counts[self.group])
 
-    def without(self, member: int) -> Combinations:
-        """The combinations that do not contain `member` (a group that loses it keeps the rest)."""
-        keep = ~self.members[:, member]
-        return Combinations(self.members[keep], self.group[keep])
-
 
 def combination_outputs(outputs: np.ndarray, comb: Combinations, start: int, stop: int) -> np.ndarray:
     """Mean outputs of combinations start..stop: outputs (..., S, n, k) → (..., c, n, k)."""

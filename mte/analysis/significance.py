@@ -14,9 +14,13 @@ the observed one. A mark claims a direction, so a two-sided p with "and the gain
 for, all 2^S swaps are enumerated (exact); either way the smallest p is 1 / (the statistics counted). The rate
 of false marks is checked against α by simulation in the test suite.
 
-The interval for Δ = ensemble(A) − ensemble(B) is a delete-one-pair jackknife over seeds: the protocol's mean
-over the combinations that do not contain seed s (of either method) is Δ without that pair, so it costs
-nothing beyond the scores already computed. Its coverage is checked by the same simulation.
+The interval for Δ = ensemble(A) − ensemble(B) is a stratified delete-one-pair jackknife: Δ is a mean over
+seed groups of each group's mean over its combinations, so the groups are strata. Deleting pair s of group h
+changes only that group's mean (the mean over its combinations without seed s, scores already computed), and the
+variance is Σ_h (n_h − 1)/n_h Σ_s (Δ_(h,s) − mean_h)², with S − H degrees of freedom. An unstratified
+jackknife adds the spread between the groups' means, which Δ does not have (the groups weigh the same by
+design), and over-covers. A group whose combinations all contain every seed (as many seeds as members) cannot
+lose a pair: no interval then. Its coverage is checked by the same simulation.
 """
 
 from __future__ import annotations
@@ -160,14 +164,30 @@ def permutation_p(task: TaskSpec, a: np.ndarray, b: np.ndarray, labels: np.ndarr
     return PermutationResult(one[0], one[1], two[0], two[1], total, exact)
 
 
-def jackknife_interval(gain_by_pair: np.ndarray, gain: float, level: float) -> tuple[float, float]:
-    """Delete-one-pair jackknife interval around `gain` (Student's t with S − 1 degrees of freedom)."""
-    s = len(gain_by_pair)
-    if s < 2 or not np.all(np.isfinite(gain_by_pair)):
+def jackknife_interval(by_group: list[np.ndarray], gain: float, level: float) -> tuple[float, float]:
+    """Stratified delete-one-pair jackknife interval around `gain` (Student's t with S − H degrees of freedom):
+    `by_group` holds, per group (stratum), Δ recomputed without each of its pairs."""
+    if not by_group or not all(np.all(np.isfinite(g)) for g in by_group):
         return float("nan"), float("nan")
-    se = np.sqrt((s - 1) / s * np.sum((gain_by_pair - gain_by_pair.mean()) ** 2))
-    half = student_t.ppf(0.5 + level / 2, s - 1) * se
+    df = sum(len(g) - 1 for g in by_group)
+    if df < 1:
+        return float("nan"), float("nan")
+    var = sum((len(g) - 1) / len(g) * np.sum((g - g.mean()) ** 2) for g in by_group)
+    half = student_t.ppf(0.5 + level / 2, df) * np.sqrt(var)
     return float(gain - half), float(gain + half)
+
+
+def delete_one_pair(d: np.ndarray, comb: Combinations, groups: list[np.ndarray], gain: float) -> list[np.ndarray]:
+    """Per group that forms ensembles: Δ without each of its pairs (nan where the group would have none left).
+    d: (C,) ensemble(A) − ensemble(B) of each combination; Δ is the mean over groups of their means."""
+    present = np.flatnonzero(np.bincount(comb.group, minlength=len(groups)))
+    out = []
+    for h in present:
+        rows = comb.group == h
+        mean = d[rows].mean()
+        left = [rows & ~comb.members[:, i] for i in groups[h]]
+        out.append(np.array([gain + (d[k].mean() - mean) / len(present) if k.any() else np.nan for k in left]))
+    return out
 
 
 def compare(task: TaskSpec, labels: np.ndarray, a: MethodEnsembles, b: MethodEnsembles, sizes: tuple[int, ...],
@@ -193,12 +213,8 @@ def compare(task: TaskSpec, labels: np.ndarray, a: MethodEnsembles, b: MethodEns
         da = sa[m] - comb.members @ single_a[m] / size_of  # each ensemble minus the mean of its members
         db = sb[m] - comb.members @ single_b[m] / size_of
         p_t_diff[m] = t_test(da, db)
-        by_pair = []
-        for i in range(len(seeds)):
-            rest = comb.without(i)
-            keep = ~comb.members[:, i]
-            by_pair.append(rest.weights @ sa[m][keep] - rest.weights @ sb[m][keep] if len(rest) else np.nan)
-        lo[m], hi[m] = jackknife_interval(np.array(by_pair), gain[m], level)
+        by_group = delete_one_pair(sa[m] - sb[m], comb, groups, gain[m])
+        lo[m], hi[m] = jackknife_interval(by_group, gain[m], level)
     return Comparison(a.method, b.method, seeds, gain, diff_gain, perm.gain, perm.diff, perm.gain_two_sided,
                       perm.diff_two_sided, p_t, p_t_diff, lo, hi, perm.total, perm.exact)
 
