@@ -126,11 +126,32 @@ def test_several_tasks_make_one_report_side_by_side(tmp_path):
     assert {"mrpc_table1_ensembles", "sts-b_table1_ensembles", "mrpc_tests"} <= set(r.csvs)
     assert {"gain_vs_members", "mrpc_gain_vs_members", "sts-b_gain_vs_members"} <= set(r.figures)
     assert "- model: minilm" in md and r.html.read_text().count("data:image/png;base64,") == len(r.figures)
+    # every metric of every task side by side (STS-B's Spearman too), and what the files are really called
+    assert "STS-B spearman ensemble" in md and "MRPC f1 diff" in md and "§: a diff larger" in md
+    for name in ("mrpc_table2_diversity.csv", "mrpc_mask_iou_<method>.csv", "sts-b_mask_iou_<method>.csv"):
+        assert name in md
+    assert (tmp_path / "mrpc_table2_diversity.csv").exists() and (tmp_path / "sts-b_mask_iou_base-lt.csv").exists()
+    assert " table2_diversity.csv" not in md and "in mask_iou_<method>.csv" not in md
+
+
+def test_combined_table_carries_each_tasks_warnings_and_the_text_matches_the_sizes(tmp_path):
+    from mte.analysis import analyse, write_report
+
+    mrpc = analyse(synthetic(MRPC, ["baseline", "random-lt"], range(3)), AnalysisOptions(permutations=20))
+    stsb = analyse(synthetic(STSB, ["baseline", "random-lt"], range(15), seed=1), AnalysisOptions(permutations=20))
+    assert mrpc.warnings and not stsb.warnings
+    md = write_report([mrpc, stsb], tmp_path).markdown.read_text()
+    combined = md.split("## Figure 3")[0]
+    assert all(f"> - MRPC: {w}" in combined for w in mrpc.warnings) and "> - STS-B" not in combined
+    assert "Fig. 3 uses sizes 1–3 (no group has more than 3 seeds)" in md
+    assert "sizes 1–5." in md  # STS-B: groups of 10 and 5
+    assert "Sparsity (of prunable weights)" in md and "share of all parameters is not given" in md
+    assert "—: not applicable" in md and "— where it is undefined" in md
 
 
 def test_marks_render_as_the_papers_typography(tmp_path):
     from mte.analysis.display import marked
-    from mte.analysis.report import _html
+    from mte.analysis.document import page as _html
 
     assert marked(0.8512, "‡", True) == "<u>***85.12***</u>‡"
     assert marked(0.8512, "†", False) == "*85.12*†"

@@ -201,7 +201,8 @@ def test_pandas_api_frames_a_sweep_and_its_report(tiny):
     assert pairs == [("baseline", 0), ("baseline", 1), ("active-lt", 0), ("active-lt", 1)]
     assert (frame.status == "FINISHED").all() and frame.run_id.is_unique
     tables = report_frames("tiny", tiny.uri)
-    assert set(tables) == {"table1", "tests", "table2", "overlap", "curves"}
+    assert set(tables) == {"table1", "tests", "table2", "overlap", "curves", "calibration", "reliability"}
+    assert list(tables["calibration"].method) == ["baseline", "active-lt"] and not tables["reliability"].empty
     assert list(tables["table1"].method) == ["baseline", "active-lt"]
     assert "accuracy_p_vs_baseline" in tables["table1"] and set(tables["tests"].reference) == {"baseline"}
 

@@ -211,12 +211,14 @@ def sweep_frame(experiment: str = "mte", tracking_uri: str | None = None, run_id
 def report_frames(experiment: str = "mte", tracking_uri: str | None = None, run_id: str | None = None,
                   options: Any = None) -> dict[str, Any]:
     """The report's tables as DataFrames, recomputed from the sweep's recorded artifacts: `table1` (ensembles,
-    tests, marks), `tests` (both tests, every comparison), `table2` (diversity), `overlap` (mask IoU) and `curves`
-    (gain versus members)."""
+    tests, marks), `tests` (both tests, every comparison), `table2` (diversity), `overlap` (mask IoU), `curves`
+    (gain versus members), `calibration` (NLL, ECE, Brier) and `reliability` (its bins; both empty for
+    regression)."""
     from mte.analysis import ResultSet, analyse
 
     results = load_sweep(experiment, tracking_uri, run_id)
     if not results:
         raise MteError(f"the sweep of experiment {experiment!r} has no finished trials yet")
     a = analyse(ResultSet.from_seed_results(results), options)
-    return {"table1": a.table1, "tests": a.tests, "table2": a.table2, "overlap": a.overlap, "curves": a.curves}
+    return {"table1": a.table1, "tests": a.tests, "table2": a.table2, "overlap": a.overlap, "curves": a.curves,
+            "calibration": a.calibration, "reliability": a.reliability}

@@ -55,7 +55,7 @@ def marked(value: float, mark: str, best: bool, sign: bool = False) -> str:
 def table1_display(a: Analysis) -> pd.DataFrame:
     t = a.table1
     show = {"Method": t.method.map(figures.label), "Seeds": t.seeds.astype(str),
-            "Sparsity": [num(s, digits=0) + "%" if np.isfinite(s) else "—" for s in t.sparsity]}
+            "Sparsity (of prunable weights)": [num(s, digits=0) + "%" if np.isfinite(s) else "—" for s in t.sparsity]}
     for k in a.task.metrics:
         show[f"{k} single"] = [f"{num(m)} ± {num(s)}" for m, s in zip(t[f"{k}_single"], t[f"{k}_single_std"],
                                                                         strict=True)]
@@ -113,19 +113,21 @@ def curves_display(a: Analysis) -> pd.DataFrame:
 
 
 def combined_display(analyses: Sequence[Analysis]) -> pd.DataFrame:
-    """Table 1 of several tasks side by side: each task's headline metric (single, ensemble, diff)."""
+    """Table 1 of several tasks side by side: every metric of each task (single, ensemble, diff)."""
     methods = list(dict.fromkeys(m for a in analyses for m in a.methods))
     show: dict[str, list[str]] = {"Method": [figures.label(m) for m in methods]}
     for a in analyses:
-        t, k = a.table1.set_index("method"), a.headline
+        t = a.table1.set_index("method")
         rows = [t.loc[m] if m in t.index else None for m in methods]
-        show[f"{a.task.folder} {k} single"] = [
-            "—" if r is None else f"{num(r[f'{k}_single'])} ± {num(r[f'{k}_single_std'])}" for r in rows]
-        show[f"{a.task.folder} {k} ensemble"] = [
-            "—" if r is None else marked(r[f"{k}_ensemble"], r[f"{k}_mark"], r[f"{k}_ensemble_best"]) for r in rows]
-        show[f"{a.task.folder} {k} diff"] = [
-            "—" if r is None else marked(r[f"{k}_diff"], r[f"{k}_diff_mark"], r[f"{k}_diff_best"], sign=True)
-            for r in rows]
+        for k in a.task.metrics:
+            show[f"{a.task.folder} {k} single"] = [
+                "—" if r is None else f"{num(r[f'{k}_single'])} ± {num(r[f'{k}_single_std'])}" for r in rows]
+            show[f"{a.task.folder} {k} ensemble"] = [
+                "—" if r is None else marked(r[f"{k}_ensemble"], r[f"{k}_mark"], r[f"{k}_ensemble_best"])
+                for r in rows]
+            show[f"{a.task.folder} {k} diff"] = [
+                "—" if r is None else marked(r[f"{k}_diff"], r[f"{k}_diff_mark"], r[f"{k}_diff_best"], sign=True)
+                for r in rows]
     return pd.DataFrame(show)
 
 

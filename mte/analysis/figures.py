@@ -10,26 +10,45 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+IOU_SCALE = (0.0, 1.0)  # Fig. 4's colours: one fixed scale, comparable across methods and reports
+
 
 def label(method: str) -> str:
     return method.upper()
 
 
-def gain_figure(panels: Sequence[tuple[pd.DataFrame, str, str]]) -> Figure:
+def caveat(fig: Figure, text: str | None) -> None:
+    """The report's verdict on the figure itself: a figure copied out of the report keeps its warning."""
+    if text:
+        fig.text(0.005, 0.995, f"⚠ {text}", ha="left", va="top", fontsize=8, color="#b34700", fontweight="bold")
+
+
+def gain_figure(panels: Sequence[tuple[pd.DataFrame, str, str]], warning: str | None = None) -> Figure:
     """Figure 3, one panel per (curves, metric, title): gain over BASELINE (×100) against members; the band is
-    ±1 standard deviation of the method's combination scores. The legend sits right of the panels, off the bands."""
+    ±1 standard deviation of the method's combination scores. Where a size forms one ensemble per method (as many
+    seeds as members) there is no spread: the point is drawn hollow and the panel says so. The legend sits right
+    of the panels, off the bands."""
     width = 4.6 * len(panels) + 1.9
     fig = Figure(figsize=(width, 4.0))
-    fig.subplots_adjust(left=0.7 / width, right=1 - 1.9 / width, bottom=0.13, top=0.9, wspace=0.3)
+    fig.subplots_adjust(left=0.7 / width, right=1 - 1.9 / width, bottom=0.13, top=0.86, wspace=0.3)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     handles: dict[str, object] = {}
     for ax, (curves, metric, title) in zip(axes, panels, strict=True):
         data = curves[(curves.metric == metric) & curves.gain.notna()]
+        lone: set[int] = set()
         for i, (method, d) in enumerate(data.groupby("method", sort=False)):
             x, y, s = d.members.to_numpy(), 100 * d.gain.to_numpy(), 100 * d["std"].to_numpy()
             (line,) = ax.plot(x, y, marker="o", color=f"C{i}", label=label(method))
             ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.12, linewidth=0)
+            alone = ~np.isfinite(s)
+            ax.plot(x[alone], y[alone], linestyle="none", marker="o", markersize=9, markerfacecolor="white",
+                    color=line.get_color())
+            lone |= set(x[alone].tolist())
             handles.setdefault(label(method), line)
+        if lone:
+            sizes = ", ".join(map(str, sorted(lone)))
+            ax.text(0.02, 0.02, f"hollow (m = {sizes}): one ensemble, no spread, no band", transform=ax.transAxes,
+                    fontsize=7, color="0.3")
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(sorted(curves.members.unique()))
         ax.set_xlabel("ensemble members")
@@ -38,21 +57,22 @@ def gain_figure(panels: Sequence[tuple[pd.DataFrame, str, str]]) -> Figure:
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="center right", fontsize="small",
                    title="line: mean\nband: ±1 sd", title_fontsize="x-small", frameon=False)
+    caveat(fig, warning)
     return fig
 
 
-def iou_figure(iou: dict[str, pd.DataFrame]) -> Figure:
-    """Figure 4: IoU of masks between seeds, one heatmap per method on one colour scale, the value in each cell.
-    The diagonal (always 1) is left blank, or it would take the whole scale and hide the differences."""
+def iou_figure(iou: dict[str, pd.DataFrame], warning: str | None = None) -> Figure:
+    """Figure 4: IoU of masks between seeds, one heatmap per method, the value in each cell. The colour scale is
+    fixed (`IOU_SCALE`), so a colour means the same IoU in every method and every report, and near-identical masks
+    look near-identical (a scale stretched to the data's range would make 0.97 and 0.98 look far apart). The
+    diagonal (always 1) is left blank."""
     n = max(len(m) for m in iou.values())
     side = max(3.6, 0.42 * n + 1.2)
     width = side * len(iou) + 1.3
     fig = Figure(figsize=(width, side + 0.5))
-    fig.subplots_adjust(left=0.6 / width, right=1 - 1.1 / width, bottom=0.55 / (side + 0.5), top=0.9, wspace=0.25)
+    fig.subplots_adjust(left=0.6 / width, right=1 - 1.1 / width, bottom=0.55 / (side + 0.5), top=0.86, wspace=0.25)
     axes = fig.subplots(1, len(iou), squeeze=False)[0]
-    off = np.concatenate([m.to_numpy()[np.triu_indices(len(m), 1)] for m in iou.values()])
-    vmin, vmax = (off.min(), off.max()) if off.size else (0.0, 1.0)
-    vmax = max(vmax, vmin + 1e-9)
+    vmin, vmax = IOU_SCALE
     image = None
     for ax, (method, m) in zip(axes, iou.items(), strict=True):
         values = m.to_numpy().astype(float)
@@ -70,7 +90,10 @@ def iou_figure(iou: dict[str, pd.DataFrame]) -> Figure:
         ax.set_xlabel("seed")
         ax.set_title(f"{label(method)} (diagonal blank)", fontsize=10)
     axes[0].set_ylabel("seed")
-    fig.colorbar(image, cax=fig.add_axes((1 - 0.9 / width, 0.12, 0.12 / width, 0.76)), label="IoU of kept weights")
+    bar = fig.colorbar(image, cax=fig.add_axes((1 - 0.9 / width, 0.12, 0.12 / width, 0.72)),
+                       label=f"IoU of kept weights (fixed scale {vmin:g}–{vmax:g})")
+    bar.set_ticks(np.linspace(vmin, vmax, 6), labels=[f"{t:.1f}" for t in np.linspace(vmin, vmax, 6)])
+    caveat(fig, warning)
     return fig
 
 
@@ -79,15 +102,17 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def reliability_figure(reliability: pd.DataFrame, calibration: pd.DataFrame, classes: int) -> Figure:
+def reliability_figure(reliability: pd.DataFrame, calibration: pd.DataFrame, classes: int,
+                       warning: str | None = None) -> Figure:
     """Figure 5: reliability diagram per method: accuracy against mean confidence in 15 equal-width bins of the
     top-class probability, single models (pooled over seeds) and Table 1's ensembles; a point's area is its
     bin's share of examples (a nearly empty bin's accuracy says little); grey bars: the ensembles' shares. On the
     diagonal a model is as often right as it is confident."""
     methods = list(dict.fromkeys(reliability.method))
     width = 3.4 * len(methods) + 0.8
+    below = 0.05 if warning else 0.0  # room for the warning above the legend
     fig = Figure(figsize=(width, 4.1))
-    fig.subplots_adjust(left=0.6 / width, right=1 - 0.2 / width, bottom=0.13, top=0.77, wspace=0.25)
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.2 / width, bottom=0.13, top=0.77 - below, wspace=0.25)
     axes = fig.subplots(1, len(methods), squeeze=False, sharey=True)[0]
     ece = calibration.set_index("method")
     low = 1.0 / classes
@@ -111,7 +136,8 @@ def reliability_figure(reliability: pd.DataFrame, calibration: pd.DataFrame, cla
         ax.set_title(f"{label(method)}\nECE ×100: single {e[0]}, ensemble {e[1]}", fontsize=9)
     axes[0].set_ylabel("accuracy in bin")
     fig.legend(handles, ["single models (pooled over seeds)", "Table 1's ensembles", "share of examples (ensembles)"],
-               loc="upper center", ncol=3, fontsize="small", frameon=False)
-    fig.text(0.5, 0.9, "15 equal-width bins; point area: the bin's share of examples; dashed: perfectly calibrated",
-             ha="center", fontsize=8, color="0.3")
+               loc="upper center", bbox_to_anchor=(0.5, 1 - below), ncol=3, fontsize="small", frameon=False)
+    fig.text(0.5, 0.9 - below, "15 equal-width bins; point area: the bin's share of examples; dashed: perfectly "
+             "calibrated", ha="center", fontsize=8, color="0.3")
+    caveat(fig, warning)
     return fig

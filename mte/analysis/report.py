@@ -7,9 +7,6 @@ one report: Table 1 side by side, Fig. 3 as one panel per task, then each task's
 
 from __future__ import annotations
 
-import base64
-import html
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,7 @@ from mte.analysis.display import (
     table2_display,
     tests_display,
 )
+from mte.analysis.document import Block, markdown, page
 from mte.analysis.options import AnalysisOptions
 from mte.analysis.resultset import ResultSet
 
@@ -52,72 +50,13 @@ class ReportSummary:
         return [self.markdown, self.html, *self.csvs.values(), *self.figures.values()]
 
 
-# ---- document blocks, rendered as Markdown and HTML ------------------------------------------------
-
-Block = tuple[str, object]  # ("h1" | "h2" | "h3" | "p" | "ul" | "warn" | "table" | "img", payload)
-
-
-def _md(blocks: Sequence[Block]) -> str:
-    out = []
-    for kind, payload in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append(f"{'#' * int(kind[1])} {payload}")
-        elif kind == "p":
-            out.append(str(payload))
-        elif kind == "ul":
-            out.append("\n".join(f"- {item}" for item in payload))
-        elif kind == "warn":
-            out.append("\n".join(["> **⚠ This comparison cannot support a conclusion:**",
-                                  *(f"> - {w}" for w in payload)]))
-        elif kind == "table":
-            df: pd.DataFrame = payload
-            rows = [list(map(str, df.columns)), ["---"] * len(df.columns), *df.astype(str).to_numpy().tolist()]
-            out.append("\n".join("| " + " | ".join(r) + " |" for r in rows))
-        elif kind == "img":
-            path, alt = payload
-            out.append(f"![{alt}]({path.name})")
-    return "\n\n".join(out) + "\n"
-
-
-_EMPHASIS = [(re.compile(r"&lt;u&gt;(.*?)&lt;/u&gt;"), r"<u>\1</u>"),
-             (re.compile(r"\*\*\*(.+?)\*\*\*"), r"<b><i>\1</i></b>"), (re.compile(r"\*(.+?)\*"), r"<i>\1</i>")]
-
-
-def _inline(text: str) -> str:
-    """Escaped HTML of a cell or line, with the table's emphasis (*, ***, <u>) turned into tags."""
-    out = html.escape(str(text))
-    for pattern, repl in _EMPHASIS:
-        out = pattern.sub(repl, out)
-    return out
-
-
-def _html(blocks: Sequence[Block], title: str) -> str:
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-           "body{font-family:sans-serif;max-width:80em;margin:2em auto;padding:0 1em}"
-           "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;"
-           "text-align:right}td:first-child{text-align:left}img{max-width:100%}"
-           ".warn{border:2px solid #c60;background:#fff4e5;padding:.5em 1em}</style></head><body>"]
-    for kind, payload in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append(f"<{kind}>{html.escape(str(payload))}</{kind}>")
-        elif kind == "p":
-            out.append(f"<p>{_inline(payload)}</p>")
-        elif kind == "ul":
-            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in payload) + "</ul>")
-        elif kind == "warn":
-            out.append("<div class='warn'><b>⚠ This comparison cannot support a conclusion:</b><ul>"
-                       + "".join(f"<li>{html.escape(w)}</li>" for w in payload) + "</ul></div>")
-        elif kind == "table":
-            df: pd.DataFrame = payload
-            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-            body = "".join("<tr>" + "".join(f"<td>{_inline(v)}</td>" for v in row) + "</tr>"
-                           for row in df.astype(str).to_numpy().tolist())
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif kind == "img":
-            path, alt = payload
-            data = base64.b64encode(path.read_bytes()).decode()
-            out.append(f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>")
-    return "\n".join([*out, "</body></html>\n"])
+def _curve_sizes(a: Analysis) -> str:
+    """The sizes Fig. 3 really shows: those some group can form, which may stop short of the paper's 1–5."""
+    drawn = sorted(int(m) for m in a.curves.members.unique())
+    if not drawn:
+        return ""
+    short = "" if drawn[-1] >= a.curve_sizes[-1] else f" (no group has more than {drawn[-1]} seeds)"
+    return f" Fig. 3 uses sizes {ranges(drawn)}{short}."
 
 
 def _header(a: Analysis) -> list[Block]:
@@ -129,8 +68,7 @@ def _header(a: Analysis) -> list[Block]:
                 f"combination is an ensemble (the mean of its members' {kind}); Table 1's ensemble score is the mean "
                 f"over a group's combinations, then over groups"
                 + (" (the paper's Table 1)" if a.paper_sizes else f" ({sizes} members: NOT the paper's 5)")
-                + f". Fig. 3 uses sizes {a.curve_sizes[0]}–{a.curve_sizes[-1]}. Single = mean ± sample standard "
-                  f"deviation over all seeds.")
+                + f".{_curve_sizes(a)} Single = mean ± sample standard deviation over all seeds.")
     blocks: list[Block] = [
         ("p", f"Task {task.name}: {a.examples} dev examples; metrics {', '.join(task.metrics)} (headline: "
               f"{a.headline}). Seeds per method: {seeds}."),
@@ -182,7 +120,13 @@ def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) ->
               f"when it is larger than BASELINE's diff and the ensemble is marked too; {marks.NO_GAIN}: a diff "
               f"larger than BASELINE's without a better ensemble (weaker single models, not a gain from "
               f"ensembling). Δ BASELINE = ensemble − BASELINE's ensemble, with a {round(100 * a.options.level)}% "
-              f"seed-level interval (delete-one-seed jackknife). Winning tickets: seeds whose single {a.headline} "
+              f"seed-level interval (delete-one-pair jackknife, stratified by seed group). —: not applicable "
+              f"(BASELINE's own Δ, winning tickets of dense methods) or not computable (the interval, where a group "
+              f"has as many seeds as ensemble members and so cannot lose a pair). Sparsity: the share "
+              f"of prunable weights removed (the encoder's linear weights; embeddings, biases, LayerNorm and the "
+              f"task head are never pruned), mean over seeds; the share of all parameters is not given, since the "
+              f"results record masks, not the model's parameter count. Winning tickets: seeds whose single "
+              f"{a.headline} "
               f"is at least BASELINE's mean − 1 standard deviation (within one sd below the dense models' mean, or "
               f"above) and beats the trivial predictor (Frankle & Carbin; Chen et al.). Every p-value, with its "
               f"Holm adjustment, is in {prefix}table1_ensembles.csv and {prefix}tests.csv."),
@@ -201,7 +145,9 @@ def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) ->
                   f"tests (every method, reference, metric, ensemble and diff), which controls the chance of any "
                   f"false mark in the report. Paper's t-test: Student's t-test over the combination scores, "
                   f"two-sided, as in the paper; combinations overlap, so this test is anti-conservative (it finds "
-                  f"differences that are not there). The two-sided permutation p is in {prefix}tests.csv."),
+                  f"differences that are not there); — where it is undefined: fewer than two ensembles per method, "
+                  f"or every ensemble of both methods scores the same. The two-sided permutation p is in "
+                  f"{prefix}tests.csv."),
             ("table", tests_display(a)),
         ]
         line = _holm_line(a)
@@ -210,9 +156,9 @@ def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) ->
     if not a.table2.empty:
         blocks += [
             (level, "Table 2: diversity of members"),
-            ("p", "Mean over all pairs of a method's members (deslib's definitions); ↑/↓: higher/lower means "
-                  "more diverse. Pairs where a measure is undefined (e.g. ratio errors without common errors) "
-                  "are left out of its mean; their counts are in table2_diversity.csv and the notes."),
+            ("p", f"Mean over all pairs of a method's members (deslib's definitions); ↑/↓: higher/lower means "
+                  f"more diverse. Pairs where a measure is undefined (e.g. ratio errors without common errors) "
+                  f"are left out of its mean; their counts are in {prefix}table2_diversity.csv and the notes."),
             ("table", table2_display(a)),
         ]
     if "gain_vs_members" in figs:
@@ -220,16 +166,20 @@ def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) ->
             (level, "Figure 3: gain over BASELINE versus ensemble members"),
             ("p", f"{a.headline} of the m-member ensembles minus BASELINE's m-member ensembles (×100); the line is "
                   f"the mean over combinations, the band ±1 standard deviation of the method's combination scores "
-                  f"(how much one m-member ensemble varies), not a confidence interval. Data for every metric in "
-                  f"{prefix}curves.csv."),
+                  f"(how much one m-member ensemble varies), not a confidence interval. A hollow point has no "
+                  f"band: at that size each group forms one ensemble (as many seeds as members), so there is no "
+                  f"spread to draw. Data for every metric in {prefix}curves.csv."),
             ("img", (figs["gain_vs_members"], "Figure 3: gain versus members")),
             ("table", curves_display(a)),
         ]
     if not a.overlap.empty:
         blocks += [(level, "Figure 4: mask overlap between seeds"),
-                   ("p", "Intersection over union of the kept weights of two seeds' masks; mean over distinct "
-                         "pairs (matrices in mask_iou_<method>.csv). The diagonal (a mask with itself, always 1) is "
-                         "left blank so the colour scale shows the differences between pairs."),
+                   ("p", f"Intersection over union of the kept weights of two seeds' masks; mean over distinct "
+                         f"pairs (matrices in {prefix}mask_iou_<method>.csv). The colour scale is fixed at "
+                         f"{figures.IOU_SCALE[0]:g}–{figures.IOU_SCALE[1]:g} for every method and every report, so "
+                         f"a colour means the same IoU everywhere and nearly identical masks look nearly identical; "
+                         f"the value is written in each cell. The diagonal (a mask with itself, always 1) is left "
+                         f"blank."),
                    ("table", overlap_display(a))]
         if "mask_iou" in figs:
             blocks.append(("img", (figs["mask_iou"], "Figure 4: mask IoU heatmaps")))
@@ -249,6 +199,15 @@ def _task_blocks(a: Analysis, figs: dict[str, Path], level: str, prefix: str) ->
         if "reliability" in figs:
             blocks.append(("img", (figs["reliability"], "Figure 5: reliability diagrams")))
     return blocks
+
+
+def _figure_warning(analyses: Sequence[Analysis]) -> str | None:
+    """The line a figure carries when its run cannot support a conclusion (the report's warnings)."""
+    hit = [a.task.folder for a in analyses if a.warnings]
+    if not hit:
+        return None
+    where = f" ({', '.join(hit)})" if len(analyses) > 1 else ""
+    return f"This run cannot support a conclusion{where}: see the warnings in the report"
 
 
 def _tables(a: Analysis) -> dict[str, pd.DataFrame]:
@@ -274,17 +233,19 @@ def write_report(analyses: Analysis | Sequence[Analysis], out_dir: Path, plots: 
             csvs[prefix + name] = out_dir / f"{prefix}{name}.csv"
             df.to_csv(csvs[prefix + name], index=False)
         figs: dict[str, Path] = {}
+        warn = _figure_warning([a])
         if plots:
             if a.curves.gain.notna().any():
                 figs["gain_vs_members"] = figures.save(
-                    figures.gain_figure([(a.curves, a.headline, f"{a.task.folder}: gain over BASELINE")]),
+                    figures.gain_figure([(a.curves, a.headline, f"{a.task.folder}: gain over BASELINE")], warn),
                     out_dir / f"{prefix}fig3_gain_vs_members.png")
             if not a.reliability.empty:
                 figs["reliability"] = figures.save(
-                    figures.reliability_figure(a.reliability, a.calibration, a.task.num_labels),
+                    figures.reliability_figure(a.reliability, a.calibration, a.task.num_labels, warn),
                     out_dir / f"{prefix}fig5_reliability.png")
             if a.iou:
-                figs["mask_iou"] = figures.save(figures.iou_figure(a.iou), out_dir / f"{prefix}fig4_mask_iou.png")
+                figs["mask_iou"] = figures.save(figures.iou_figure(a.iou, warn),
+                                                out_dir / f"{prefix}fig4_mask_iou.png")
         figs_by_task.append(figs)
     all_figs = {f"{a.task.name}_{k}" if several else k: p for a, f in zip(analyses, figs_by_task, strict=True)
                 for k, p in f.items()}
@@ -293,10 +254,19 @@ def write_report(analyses: Analysis | Sequence[Analysis], out_dir: Path, plots: 
     if several:
         if plots and any(a.curves.gain.notna().any() for a in analyses):
             all_figs["gain_vs_members"] = figures.save(figures.gain_figure(
-                [(a.curves, a.headline, a.task.folder) for a in analyses]), out_dir / "fig3_gain_vs_members.png")
+                [(a.curves, a.headline, a.task.folder) for a in analyses], _figure_warning(analyses)),
+                out_dir / "fig3_gain_vs_members.png")
         blocks += [("h2", "Table 1: all tasks"),
-                   ("p", "Each task's headline metric ×100; marks as in each task's Table 1 below."),
+                   ("p", f"Every metric of each task ×100 (single, ensemble, diff). Marks as in each task's Table 1 "
+                         f"below: *italic*† better than BASELINE, ***bold italic***‡ better than BASELINE and "
+                         f"BASE-LT (seed-level permutation test, one-sided p below that task's α); a diff is marked "
+                         f"only with a marked ensemble; {marks.NO_GAIN}: a diff larger than BASELINE's without a "
+                         f"better ensemble (weaker single models, not a gain from ensembling); <u>underlined</u>: the "
+                         f"best of the column; —: the method has no results for that task."),
                    ("table", combined_display(analyses))]
+        warned = [f"{a.task.folder}: {w}" for a in analyses for w in a.warnings]
+        if warned:
+            blocks.append(("warn", warned))
         if "gain_vs_members" in all_figs:
             blocks += [("h2", "Figure 3: gain over BASELINE versus ensemble members, per task"),
                        ("img", (all_figs["gain_vs_members"], "Figure 3: one panel per task"))]
@@ -305,10 +275,10 @@ def write_report(analyses: Analysis | Sequence[Analysis], out_dir: Path, plots: 
             blocks.append(("h2", a.task.folder))
         blocks += _header(a)
         blocks += _task_blocks(a, figs, "h3" if several else "h2", f"{a.task.name}_" if several else "")
-    md, page = out_dir / "report.md", out_dir / "report.html"
-    md.write_text(_md(blocks))
-    page.write_text(_html(blocks, f"mte report: {names}"))
-    return ReportSummary(out_dir, md, page, csvs, all_figs, analyses, tables)
+    md, html_path = out_dir / "report.md", out_dir / "report.html"
+    md.write_text(markdown(blocks))
+    html_path.write_text(page(blocks, f"mte report: {names}"))
+    return ReportSummary(out_dir, md, html_path, csvs, all_figs, analyses, tables)
 
 
 def build_report(rs: ResultSet, out_dir: Path, options: AnalysisOptions | None = None,
