@@ -103,7 +103,7 @@ def cluster(generated_glue, tmp_path_factory):
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     # Every process this fixture starts, and all they start (Ray's daemons, agents, workers, job drivers), carries
     # the mark in its environment: teardown stops them all, however the test ended.
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | auth | {MARK: str(temp)}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MTE_RAY_"))} | auth | {MARK: str(temp)}
     mlflow_port, port, dashboard = free_ports(3)
     fast_failure = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
                     "RAY_health_check_failure_threshold": "3"}  # a lost node is noticed in seconds
@@ -132,7 +132,7 @@ def test_a_head_node_starts_beside_another_rays_ports_and_leaves_no_process(tmp_
     """Another Ray's default ports held (those free here) do not stop a head node, whose dashboard agent serves
     HTTP (what `ray job submit` needs) on a port of its own; stopping it leaves no process, SIGTERM or not."""
     temp = Path(tempfile.mkdtemp(prefix="mte-ray-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {MARK: str(temp),
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MTE_RAY_"))} | {MARK: str(temp),
                                                                                 "RAY_AUTH_MODE": "disabled"}
     with contextlib.ExitStack() as held:
         ports = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def served(generated_glue, tmp_path_factory):
     temp = Path(tempfile.mkdtemp(prefix="mte-exit-", dir="/tmp"))  # Ray's socket paths must stay short
     port = free_port()
     server = mlflow_server(root, port)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MTE_RAY_"))} | {
         "RAY_TMPDIR": str(temp), "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
     try:
         yield f"http://127.0.0.1:{port}", root, temp, env
@@ -76,6 +77,7 @@ def served(generated_glue, tmp_path_factory):
         kill_all(temp)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

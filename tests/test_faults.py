@@ -126,8 +126,7 @@ def test_a_driver_killed_mid_sweep_loses_nothing_and_the_rerun_redoes_nothing(ge
         assert again.returncode == 0, out
         assert f"{len(done)} already recorded, {6 - len(done)} to run" in " ".join(out.split())  # none redone
         assert_each_unit_once(uri, ("baseline", "bagging"), 3)
-        assert not alive
-        assert bool(stopped) == bool(survivors), out
+        assert not alive  # stopped by the rerun (or by any other mte command starting a local cluster meanwhile)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever of the first driver's session is still there
