@@ -43,6 +43,9 @@ class RayOptions:
     PANEL: ClassVar[str] = "Ray"
     ray_address: str | None = hp(None, "Join this Ray cluster instead of starting a local one.")
     num_cpus: int | None = hp(None, "CPUs of the local Ray instance (default: all).")
+    num_gpus: int | None = hp(None, "GPUs the local Ray instance declares (default: those it detects). More than "
+                                    "the machine has lets --gpus-per-trial packing be tried without them; a trial "
+                                    "given a GPU that CUDA cannot see then fails with one line.")
     cpus_per_trial: float = hp(1.0, "CPUs (torch threads) per trial.")
     gpus_per_trial: float = hp(0.0, "GPUs per trial; a fraction lets trials share one GPU.")
     max_concurrent: int | None = hp(None, "At most this many trials at once (default: as resources allow).")
@@ -65,6 +68,15 @@ class RayOptions:
             raise MteError(f"--max-failures must be >= 0, got {self.max_failures}")
         if self.num_cpus is not None and self.num_cpus < 1:
             raise MteError(f"--num-cpus must be >= 1, got {self.num_cpus}")
+        if self.num_gpus is not None:
+            if self.ray_address:
+                raise MteError("--num-gpus declares the GPUs of a local Ray; a joined cluster's nodes declare their "
+                               "own (`ray start --num-gpus N`)")
+            if self.num_gpus < 0:
+                raise MteError(f"--num-gpus must be >= 0, got {self.num_gpus}")
+            if g > self.num_gpus:
+                raise MteError(f"--gpus-per-trial {g:g}: --num-gpus {self.num_gpus} declares fewer GPUs than one "
+                               "trial asks for")
         if self.dashboard_port is not None and not 1024 <= self.dashboard_port <= 65535:
             raise MteError(f"--dashboard-port must be in 1024..65535, got {self.dashboard_port}")
         if not self.ray_address:
@@ -92,13 +104,20 @@ class Cluster:
 
 
 def check_local_gpus(ray_options: RayOptions) -> None:
-    """Before starting anything: a local sweep asking for GPUs needs torch to see one."""
+    """Before starting anything: a local sweep asking for GPUs needs torch to see one, unless `--num-gpus`
+    declares them (then the declaration is the user's word, and a warning says what torch sees)."""
     gpus_per_trial = ray_options.gpus_per_trial
     if gpus_per_trial <= 0 or ray_options.ray_address:
         return
     import torch
 
-    if torch.cuda.device_count() == 0:
+    seen = torch.cuda.device_count()
+    if ray_options.num_gpus is not None:
+        if seen < ray_options.num_gpus:
+            logging.getLogger("mte").warning("--num-gpus %d: torch sees %d GPU(s) here; a trial given one it cannot "
+                                             "see fails", ray_options.num_gpus, seen)
+        return
+    if seen == 0:
         raise MteError(f"--gpus-per-trial {gpus_per_trial:g}: no GPU is visible to torch on this machine "
                        "(CPU-only torch, or no CUDA device); leave it at 0 to train on CPUs")
 
@@ -124,8 +143,9 @@ def connect(ray_options: RayOptions) -> Cluster:
                 ctx = ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             else:
                 # Worker output stays in Ray's logs: the live view reports each trial, Tune keeps error files.
-                ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
-                               dashboard_host=ray_options.dashboard_host, dashboard_port=ray_options.dashboard_port,
+                ctx = ray.init(address="local", num_cpus=num_cpus, num_gpus=ray_options.num_gpus,
+                               include_dashboard=dashboard, dashboard_host=ray_options.dashboard_host,
+                               dashboard_port=ray_options.dashboard_port,
                                _node_ip_address=LOOPBACK, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"

@@ -24,9 +24,10 @@ IGNORED_METRICS = ("train_loss",)
 
 
 def error_line(error: Any) -> str:
-    """The most telling line of a trial's error (Ray wraps the original exception in a traceback)."""
+    """The most telling line of a trial's error (Ray wraps the original exception in a traceback); an MteError's
+    message is written for the user and needs no class name."""
     lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(error).__name__
+    return lines[-1].removeprefix("mte.errors.MteError: ") if lines else type(error).__name__
 
 
 def trial_error(trial: Any) -> str:

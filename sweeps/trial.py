@@ -21,6 +21,7 @@ from typing import Any
 from mlflow import MlflowClient
 from ray import tune
 
+from mte.errors import MteError
 from mte.hparams import RunSpec
 from mte.lottery import run_seed
 from mte.masks import Mask
@@ -100,8 +101,10 @@ def node_info(cpus: float) -> dict[str, str]:
 
     ctx = ray.get_runtime_context()
     resources = {k: v for k, v in ctx.get_assigned_resources().items() if not k.startswith("node:")}
+    gpus = {"node.gpus": ",".join(map(str, ray.get_gpu_ids()))} if ray.get_gpu_ids() else {}
     return {"node.host": socket.gethostname(), "node.ip": ray.util.get_node_ip_address(),
-            "node.id": ctx.get_node_id(), "node.resources": json.dumps(resources or {"CPU": cpus}, sort_keys=True)}
+            "node.id": ctx.get_node_id(), "node.resources": json.dumps(resources or {"CPU": cpus}, sort_keys=True),
+            **gpus}
 
 
 @contextlib.contextmanager
@@ -126,12 +129,21 @@ def _system_metrics(client: MlflowClient, sweep: dict[str, Any], unit_hash: str,
 
 
 def _use_assigned_devices(cpus: float) -> None:
-    """Use a GPU only when Ray assigned one (the core picks CUDA whenever it is visible); one thread per CPU."""
+    """Use a GPU only when Ray assigned one (the core picks CUDA whenever it is visible); one thread per CPU.
+    A GPU that CUDA cannot see (declared by `--num-gpus`, or a CPU-only torch on the node) fails the trial in one
+    line rather than training on CPUs under a GPU's name."""
+    import socket
+
     import ray
     import torch
 
-    if not ray.get_gpu_ids():
+    gpus = ray.get_gpu_ids()
+    if not gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif not torch.cuda.is_available():
+        raise MteError(f"Ray gave this trial GPU {','.join(map(str, gpus))} on {socket.gethostname()}, but torch "
+                       "sees no CUDA device there (CPU-only torch, no driver, or a GPU declared by --num-gpus that "
+                       "the machine lacks)")
     torch.set_num_threads(max(1, int(cpus)))
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # bars from workers would garble the view
 
