@@ -1,6 +1,7 @@
 """The terminal view of a running sweep: done / running / failed / pending units with an ETA.
 
-It is a Ray Tune callback, so it runs in the driver and sees every trial's `tune.report` events; a rich
+It runs in the driver and sees every trial's progress events: as a Ray Tune callback (`sweeps.tune_view`,
+its `on_trial_*` hooks) or fed by the local executor (`sweeps.local`, its `event`/`retry`/`failed`); a rich
 `Live` redraws it. Finished and failed units are also printed as lines, which is all a non-terminal
 (a log file, CI) gets.
 """
@@ -11,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray import tune
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -44,7 +44,7 @@ def trial_error(trial: Any) -> str:
     return error_line(text) if text.strip() else "its worker process died (no exception was recorded)"
 
 
-class SweepView(tune.Callback):
+class SweepView:
     def __init__(self, units: list[Unit], done: set[Unit], trials: list[dict[str, Any]], rounds: int,
                  console: Console, title: str):
         self.status = {u: "done" if u in done else "pending" for u in units}
@@ -66,10 +66,26 @@ class SweepView(tune.Callback):
 
     # ---- Tune callback -------------------------------------------------------------------------------
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.event(trial.config["trial"]["method"], result)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.retry(trial.config["trial"]["name"], trial_error(trial))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        line = trial_error(trial)
+        self.failed(trial.config["trial"]["name"], line,
+                    f"{line} (traceback: {trial.error_file})" if trial.error_file else line)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ended(trial.config["trial"]["name"])
+
+    # ---- progress, from whichever executor runs the trials ---------------------------------------------
+    def event(self, method: str, result: dict) -> None:
+        """A trial's progress event (start, fine_tune, done) about one seed of `method`."""
         event = result.get("event")
         if event is None:
             return
-        unit = Unit(trial.config["trial"]["method"], int(result["seed"]))
+        unit = Unit(method, int(result["seed"]))
         if unit not in self.status:
             return  # an earlier chain seed that only supplies its mask
         if event == "start":
@@ -91,26 +107,24 @@ class SweepView(tune.Callback):
             self._print(f"[green]done[/]    {unit.name:<16} {metrics}  sparsity {result['sparsity']:.1%}  "
                         f"{took:.0f} s{reused}{node}")
 
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(f"[yellow]retry[/]   {trial.config['trial']['name']:<16} {trial_error(trial)}")
-        for u in self._open_units(trial):
+    def retry(self, name: str, line: str) -> None:
+        self._print(f"[yellow]retry[/]   {name:<16} {line}")
+        for u in self._open_units(name):
             self.status[u] = "pending"
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        name = trial.config["trial"]["name"]
-        line = trial_error(trial)
+    def failed(self, name: str, line: str, error: str | None = None) -> None:
+        """Trial `name` failed for good: `line` is shown, `error` (default: the line) kept for the summary."""
         self._print(f"[red]failed[/]  {name:<16} {line}")
-        self.errors[name] = f"{line} (traceback: {trial.error_file})" if trial.error_file else line
-        for u in self._open_units(trial):
+        self.errors[name] = error or line
+        for u in self._open_units(name):
             self.status[u] = "failed"
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        for u in self._open_units(trial):  # a trial that ended without reporting its seeds
+    def ended(self, name: str) -> None:
+        for u in self._open_units(name):  # a trial that ended without reporting its seeds
             self.status[u] = "failed"
 
-    def _open_units(self, trial: Any) -> list[Unit]:
-        return [u for u in self.trial_units.get(trial.config["trial"]["name"], [])
-                if self.status.get(u) not in ("done", None)]
+    def _open_units(self, name: str) -> list[Unit]:
+        return [u for u in self.trial_units.get(name, []) if self.status.get(u) not in ("done", None)]
 
     # ---- rendering -----------------------------------------------------------------------------------
     def __enter__(self) -> SweepView:

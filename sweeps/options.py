@@ -18,6 +18,7 @@ from sweeps.inputs import check_writable_folder
 from tracking.options import TrackingOptions
 
 REPORT_DIR = Path("mte-report")
+EXECUTORS = ("ray", "local")
 SEARCHES = ("optuna", "hyperopt", "random", "grid")
 OBJECTIVES = ("ensemble", "single")
 TUNE_ON = ("train-holdout", "dev")
@@ -43,6 +44,10 @@ class SweepOptions:
     paths: Paths = group(Paths)
     tracking: TrackingOptions = group(TrackingOptions)
     ray: RayOptions = group(RayOptions)
+    executor: str = hp("ray", "ray: trials as Ray Tune trials (a local Ray, or --ray-address); local: worker "
+                              "processes on this machine, without Ray (a GPU box without Ray or a cluster), as "
+                              "many as --max-concurrent, else as the GPUs (--gpus-per-trial) or CPUs "
+                              "(--cpus-per-trial) hold.", choices=EXECUTORS)
     system_metrics: bool = hp(False, "Sample each trial's CPU, memory (and GPU) use into its MLflow run while it "
                                       "trains (MLflow's system metrics).")
     epoch_curves: bool = hp(False, "Evaluate dev after every epoch of each fine-tune (per-epoch curves in MLflow), "
@@ -62,12 +67,15 @@ class SweepOptions:
         if self.report:
             check_writable_folder(self.report_dir, "--report-dir")
         self.ray.validate()
+        if self.executor == "local" and self.ray.ray_address:
+            raise MteError("--executor local runs trials on this machine without Ray; --ray-address needs "
+                           "--executor ray")
         return self
 
     def recorded(self) -> dict[str, Any]:
         """What `--resume` reads back from the parent run: everything but where to track and run."""
         d = to_dict(self)
-        for name in ("tracking", "ray"):
+        for name in ("tracking", "ray", "executor"):  # where it runs, not what
             d.pop(name)
         d["spec"].pop("seed")
         d["paths"] = {k: str(Path(v).resolve()) if v else None for k, v in d["paths"].items()}

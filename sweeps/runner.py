@@ -62,7 +62,7 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
 
     start = time.perf_counter()
     o = o.validate()
-    preflight(o.ray, o.tracking.tracking_uri)
+    preflight(o.ray, o.tracking.tracking_uri)  # also for --executor local: its GPU request and workers
     plan = SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
 
     def open_tracking() -> tuple[SweepPlan, Any, dict[str, Any], dict[str, str]]:
@@ -86,6 +86,9 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
     # One driver per sweep (these options, this store) at a time: taken before a local Ray starts, which it does
     # while MLflow is opened and read.
     with sweep_lock(o.paths.store, plan.sweep_hash):
+        if o.executor == "local":  # no Ray: worker processes on this machine (`sweeps.local`)
+            plan, exp, tau_source, finished = open_tracking()
+            return _record(o, plan, exp, finished, plan.trials(set(finished)), start, tau_source)
         (plan, exp, tau_source, finished), started = while_ray_starts(o.ray, open_tracking)
         trials = plan.trials(set(finished))
         if started is not None and not trials:
@@ -136,7 +139,8 @@ def _record(o: SweepOptions, plan: SweepPlan, exp: Any, finished: dict[str, str]
     try:
         if trials:
             with if_ray_lost(lambda: close_parent(client, parent, "KILLED")):
-                errors, interrupted = _tune(plan, o, trials, done, exp.uri, exp.experiment_id, parent)
+                execute = _local if o.executor == "local" else _tune
+                errors, interrupted = execute(plan, o, trials, done, exp.uri, exp.experiment_id, parent)
         finished = finished_hashes(client, exp.experiment_id, parent)
         done_units = [u for u in plan.units if plan.unit_hash(u) in finished]
         failed = [u for u in plan.units if plan.unit_hash(u) not in finished]
@@ -156,25 +160,16 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
           experiment_id: str, parent: str) -> tuple[dict[str, str], bool]:
     """Run the trials through Ray Tune with the live view: (trial name → error of failed trials, whether
     Ctrl-C stopped it, i.e. units were left pending or running)."""
-    from mlflow import MlflowClient
     from ray import tune
 
-    from sweeps.live import SweepView
-    from sweeps.trial import TEST_CRASH_ENV, run_trial
-    from tracking.remote import store_run
+    from sweeps.trial import run_trial
+    from sweeps.tune_view import TuneSweepView
 
-    remote = uri.startswith(("http://", "https://"))  # a tracking server holds the shared result store
-    shared = {"spec": plan.base.to_dict(), "store": trial_store_path(o.paths, o.ray), "tracking_uri": uri,
-              "store_run": store_run(MlflowClient(uri)) if remote else None,
-              "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
-              "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,
-              "test_crash": os.environ.get(TEST_CRASH_ENV), "system_metrics": o.system_metrics,
-              "epoch_curves": o.epoch_curves}
-    view = SweepView(plan.units, done, trials, plan.base.method.rounds, console,
-                     f"{plan.base.data.task} sweep {plan.sweep_hash[:8]}")
+    view = TuneSweepView(plan.units, done, trials, plan.base.method.rounds, console,
+                         f"{plan.base.data.task} sweep {plan.sweep_hash[:8]}")
     tuner = tune.Tuner(
         tune.with_resources(run_trial, o.ray.trial_resources),
-        param_space={"sweep": shared, "trial": tune.grid_search(trials)},
+        param_space={"sweep": _shared(plan, o, uri, experiment_id, parent), "trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(max_concurrent_trials=o.ray.max_concurrent, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=run_config(f"{plan.sweep_hash}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -183,6 +178,35 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
         quiet_fit(tuner)
     counts = view.counts()
     return view.errors, counts["pending"] + counts["running"] > 0
+
+
+def _local(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: set[Unit], uri: str,
+           experiment_id: str, parent: str) -> tuple[dict[str, str], bool]:
+    """`_tune` without Ray: the same trials as worker processes on this machine (`sweeps.local`)."""
+    from sweeps.live import SweepView
+    from sweeps.local import run_local
+
+    view = SweepView(plan.units, done, trials, plan.base.method.rounds, console,
+                     f"{plan.base.data.task} sweep {plan.sweep_hash[:8]} (local)")
+    with view:
+        interrupted = run_local(trials, _shared(plan, o, uri, experiment_id, parent), view, o.ray)
+    return view.errors, interrupted
+
+
+def _shared(plan: SweepPlan, o: SweepOptions, uri: str, experiment_id: str, parent: str) -> dict[str, Any]:
+    """What every trial of the sweep is given (`sweeps.trial.run_units`'s `sweep`)."""
+    from mlflow import MlflowClient
+
+    from sweeps.trial import TEST_CRASH_ENV
+    from tracking.remote import store_run
+
+    remote = uri.startswith(("http://", "https://"))  # a tracking server holds the shared result store
+    return {"spec": plan.base.to_dict(), "store": trial_store_path(o.paths, o.ray), "tracking_uri": uri,
+            "store_run": store_run(MlflowClient(uri)) if remote else None,
+            "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
+            "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,
+            "test_crash": os.environ.get(TEST_CRASH_ENV), "system_metrics": o.system_metrics,
+            "epoch_curves": o.epoch_curves}
 
 
 def _trial_name(trial: Any) -> str:

@@ -1,8 +1,9 @@
-"""What runs inside a Ray Tune trial: one (method, seed), or the ACTIVE-LT chain of seeds in order.
+"""What runs inside a trial: one (method, seed), or the ACTIVE-LT chain of seeds in order.
 
 Each seed goes through the science core (`run_seed`, shared hash-keyed store, so work another trial did is
 loaded rather than redone) and is then recorded as one nested MLflow run. Progress is reported to the
-driver with `tune.report` events (start, fine_tune, done) that feed the live view.
+driver as events (start, fine_tune, done) that feed the live view: by `tune.report` in a Ray Tune trial,
+through a queue in a local worker (`sweeps.local`); so this module imports Ray only inside Ray's entry points.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from ray import tune
 
 from mte.errors import MteError
 from mte.hparams import RunSpec
@@ -36,11 +36,19 @@ TEST_CRASH_ENV = "MTE_TEST_CRASH"
 
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune trainable. `config["sweep"]` is shared by all trials, `config["trial"]` comes from the plan."""
+    from ray import tune
+
     sweep, trial = config["sweep"], config["trial"]
     _use_assigned_devices(sweep["cpus_per_trial"])
+    run_units(sweep, trial, tune.report, node_info(sweep["cpus_per_trial"]))
+
+
+def run_units(sweep: dict[str, Any], trial: dict[str, Any], report: Callable[[dict[str, Any]], None],
+              node: dict[str, str]) -> None:
+    """The trial's seeds in order, each run (or loaded) and recorded; whoever runs the trial says how progress
+    reaches the driver (`report`) and which node ran it (`node`, tags of each seed's run)."""
     client = MlflowClient(sweep["tracking_uri"])
     store = trial_store(sweep, client)
-    node = node_info(sweep["cpus_per_trial"])
     base = RunSpec.from_dict(sweep["spec"])
     method = trial["method"]
     spec = dataclasses.replace(base, method=dataclasses.replace(base.method, method=method))
@@ -58,12 +66,12 @@ def run_trial(config: dict[str, Any]) -> None:
             log.warning("run %s (active-lt seed %d): its %s; computing the mask again", finished[unit_hash], seed,
                         damage)
         start_ms = int(time.time() * 1000)
-        tune.report({"event": "start", "seed": seed, "node": node["node.host"]})
+        report({"event": "start", "seed": seed, "node": node["node.host"]})
         crash = CrashHook.parse(sweep.get("test_crash"), store.root, method, seed)
         crash.at_start()
 
         def fine_tune_started(index: int, count: int, what: str, seed: int = seed) -> None:
-            tune.report({"event": "fine_tune", "seed": seed, "index": index, "count": count, "what": what})
+            report({"event": "fine_tune", "seed": seed, "index": index, "count": count, "what": what})
 
         seed_spec = dataclasses.replace(spec, seed=seed)
         with _system_metrics(client, sweep, unit_hash, seed_spec, start_ms) as open_run:
@@ -75,7 +83,7 @@ def run_trial(config: dict[str, Any]) -> None:
                                  folder=store.path("runs", result.key), start_ms=start_ms,
                                  data_dir=Path(sweep["data_dir"]) if sweep["data_dir"] else None, run_id=open_run,
                                  extra_tags=node)
-        tune.report({"event": "done", "seed": seed, "run_id": run_id, "metrics": result.metrics,
+        report({"event": "done", "seed": seed, "run_id": run_id, "metrics": result.metrics,
                      "sparsity": result.mask.sparsity, "elapsed_s": result.elapsed_s,
                      "reused": all(r.reused for r in result.rounds)})
         if method == CHAIN_METHOD:
