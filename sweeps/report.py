@@ -30,6 +30,11 @@ class ReportOptions:
                                              "side (e.g. mrpc,sts-b).", metavar="TASK[,TASK...]")
     out: Path = hp(Path("mte-report/report"), "Folder for report.md/html, CSVs and PNGs.")
     log: bool = hp(True, "Also log the report as artifacts of the sweeps' parent runs.")
+    store: Path | None = hp(None, "Report a sweep straight from this result store (its runs/ folder), without "
+                                  "MLflow: e.g. one made by `mte sweep --executor local` on a machine without a "
+                                  "tracking server.", metavar="PATH")
+    sweep: str | None = hp(None, "With --store: the sweep to report, by (a prefix of) its hash, when the store "
+                                 "holds several.", metavar="HASH")
 
 
 def run_report(tracking: TrackingOptions, report: ReportOptions, analysis: AnalysisOptions = AnalysisOptions(),
@@ -37,12 +42,16 @@ def run_report(tracking: TrackingOptions, report: ReportOptions, analysis: Analy
     """Read the sweeps back, write their report to `report.out` (and log it); `methods`/`seeds`: what a finished
     sweep will hold, so a partial one lists what is missing (default: what was recorded)."""
     from mte.analysis import ResultSet, analyse, write_report
-    from tracking.load import load_sweep, log_report, log_report_metrics, sweep_parents
-    from tracking.uri import check_reachable, resolve_tracking_uri
-
     analysis = analysis.validate()
     if report.out.exists() and not report.out.is_dir():
         raise MteError(f"--out {report.out} is a file; the report needs a folder")
+    if report.store is not None:
+        return store_report(report, analysis)
+    from tracking.load import load_sweep, log_report, log_report_metrics, sweep_parents
+    from tracking.uri import check_reachable, resolve_tracking_uri
+
+    if report.sweep is not None:
+        raise MteError("--sweep chooses a sweep of --store; with MLflow, choose one with --run-id")
     parents = sweep_parents(tracking.experiment, tracking.tracking_uri, report.run_ids, report.tasks)
     analyses = []
     for parent in parents:
@@ -70,20 +79,34 @@ def run_report(tracking: TrackingOptions, report: ReportOptions, analysis: Analy
     return summary
 
 
-def header(parent: Any, results: list) -> tuple[dict[str, str], list[str]]:
-    """The settings that produced a sweep's results, for the report's header, and the warnings they call for."""
-    from tracking.experiment import PRESET_TAG, TAU_SOURCE_TAG
-    from tracking.provenance import GIT_COMMIT, PACKAGES, VERSION_TAG
+def store_report(report: ReportOptions, analysis: AnalysisOptions) -> Any:
+    """`run_report` for a sweep read from a result store (`sweeps.stored`): nothing is read from or logged to
+    MLflow, so where τ came from and the versions are not known here (they are recorded in MLflow)."""
+    from mte.analysis import ResultSet, analyse, write_report
+    from sweeps.stored import stored_sweep
 
+    if report.run_ids or report.tasks:
+        raise MteError("--store reports one sweep of the store; --run-id and --tasks choose sweeps in MLflow")
+    found = stored_sweep(report.store, report.sweep)
+    results = list(found.results.values())
+    newest = max(f.stat().st_mtime for f in found.folders.values())
+    context = {"sweep": f"{found.sweep_hash} from the store {report.store.resolve()}",
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(newest))} | settings(results)
+    context["τ"] = f"τ = {results[0].spec.method.tau:g} (its source is recorded in MLflow, not in the store)"
+    a = analyse(ResultSet.from_seed_results(results), analysis, range(found.plan.seeds), None, context, [])
+    summary = write_report([a], report.out)
+    console.print(f"report: {summary.markdown}, {summary.html} ({a.task.name}: {len(results)} runs from the store "
+                  f"{report.store})", highlight=False)
+    return summary
+
+
+def settings(results: list) -> dict[str, str]:
+    """The hyperparameters behind a sweep's results, in words (the report's header)."""
     spec = results[0].spec
-    tags = parent.data.tags
     sizes = results[0].data_sizes
     train = f"{sizes['train']} examples" if sizes.get("train") else (
         f"the first {spec.data.train_limit}" if spec.data.train_limit else "all")
-    context = {
-        "sweep": f"{parent.info.run_name} (run {parent.info.run_id})",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(parent.info.start_time / 1000)),
-        "preset": tags.get(PRESET_TAG, "none"),
+    return {
         "model": spec.model.model,
         "train": train + (f"; {spec.data.holdout:.0%} held out" if spec.data.holdout else ""),
         "fine-tune": f"{spec.train.epochs} epochs, batch {spec.train.batch_size}, lr {spec.train.lr:g} (linear decay "
@@ -91,6 +114,20 @@ def header(parent: Any, results: list) -> tuple[dict[str, str], list[str]]:
                      f"{'length-grouped batches' if spec.train.group_by_length else 'random batches (the paper)'}",
         "IMP": f"{spec.method.rounds} round(s) to {spec.method.sparsity:.0%} sparsity",
     }
+
+
+def header(parent: Any, results: list) -> tuple[dict[str, str], list[str]]:
+    """The settings that produced a sweep's results, for the report's header, and the warnings they call for."""
+    from tracking.experiment import PRESET_TAG, TAU_SOURCE_TAG
+    from tracking.provenance import GIT_COMMIT, PACKAGES, VERSION_TAG
+
+    spec = results[0].spec
+    tags = parent.data.tags
+    context = {
+        "sweep": f"{parent.info.run_name} (run {parent.info.run_id})",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(parent.info.start_time / 1000)),
+        "preset": tags.get(PRESET_TAG, "none"),
+    } | settings(results)
     warnings = []
     source = json.loads(tags[TAU_SOURCE_TAG]) if TAU_SOURCE_TAG in tags else None
     tau = f"τ = {spec.method.tau:g}"

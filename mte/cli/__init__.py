@@ -16,7 +16,7 @@ import sys
 import typer
 from rich.console import Console
 
-from mte.cli import report, run, sweep, tune_tau, ui
+from mte.cli import import_store, report, run, sweep, tune_tau, ui
 from mte.cli.options import HelpCommand
 from mte.errors import MteError, first_line
 
@@ -26,7 +26,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 for _name, _command in (("run", run.run), ("sweep", sweep.sweep), ("report", report.report),
-                        ("tune-tau", tune_tau.tune_tau), ("ui", ui.ui)):
+                        ("tune-tau", tune_tau.tune_tau), ("ui", ui.ui), ("import", import_store.import_store)):
     app.command(_name, cls=HelpCommand)(_command)
 
 console = Console(stderr=True)
