@@ -7,24 +7,23 @@ computed by `mte.bert` and by transformers' BertForSequenceClassification (the s
 alternating, and compares their logits: bit for bit with `--deterministic`.
 
     python benchmarks/bench_gpu.py                                # everything, trials through `mte sweep` (Ray)
-    python benchmarks/bench_gpu.py --runner core                  # trials as N worker processes, no Ray/MLflow
+    python benchmarks/bench_gpu.py --runner core                  # mte sweep --executor local: no Ray
     python benchmarks/bench_gpu.py --stages precision,packing     # leave out the full protocol (the long part)
     python benchmarks/bench_gpu.py --tiny --runner core           # smoke test on any machine (CPU too)
     python benchmarks/bench_gpu.py --stages malloc --tcmalloc /path/libtcmalloc_minimal.so.4
     python benchmarks/bench_gpu.py --runner core --stages bert --deterministic   # mte.bert against transformers
 
-`--runner ray` runs `mte sweep --gpus-per-trial 1/N` (Ray places N trials on the GPU). `--runner core` runs the
-same (method, seed) units in N worker processes that share one GPU and one result store, through the science
-core (`mte.lottery`): what a Ray worker does, without Ray and MLflow (for GPU machines that lack them). Every
-stage gets a fresh result store. `--deadline` stops the protocol that many seconds after the start and prints
-how far it got and the rate it ran at; `--protocol-seconds` bounds the protocol stage alone. Without CUDA (and
-without --tiny) it says so and measures nothing.
+`--runner ray` runs `mte sweep --gpus-per-trial 1/N` (Ray places N trials on the GPU). `--runner core` runs
+`mte sweep --executor local --max-concurrent N --gpus-per-trial 1/N`: the same sweep as N worker processes that
+share one GPU and one result store, without Ray (for GPU machines that lack it; MLflow records into a sqlite file).
+Every stage gets a fresh result store and tracking database. `--deadline` stops the protocol that many seconds
+after the start and prints how far it got and the rate it ran at; `--protocol-seconds` bounds the protocol stage
+alone. Without CUDA (and without --tiny) it says so and measures nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import statistics
 import subprocess
@@ -204,82 +203,53 @@ def bert_stage(setup: Setup, argv: list[str], repeats: int, deterministic: bool)
                     argv, repeats)
 
 
-# --- core runner: N worker processes sharing one GPU and one store ---
+# --- core runner: the product's sweep without Ray (`mte sweep --executor local`), N workers on one GPU ---
 
-_counter = None
+ALL_METHODS = ("baseline", "bagging", "base-lt", "active-lt", "random-lt")
 
 
-def _init(counter, threads: int) -> None:
+def _spec_flags(setup: Setup) -> list[str]:
+    flags = ["--data-dir", str(setup.data_dir), "--model", setup.model, "--precision", setup.precision,
+             "--active-chain", "group"]
+    flags += ["--train-limit", "64", "--eval-limit", "32", "--epochs", "1"] if setup.tiny else ["--epochs", "3"]
+    return flags + (["--lr", str(setup.lr)] if setup.lr is not None else [])
+
+
+def run_core(setup: Setup, workers: int, methods: tuple[str, ...], seeds: int, deadline: float | None = None,
+             log=print) -> tuple[float, int, bool]:
+    """(wall seconds, fine-tunes trained, finished) of `mte sweep --executor local` (its plan: ACTIVE-LT's chains
+    first) with `workers` trials sharing the GPU, in a fresh folder (store and sqlite tracking database); stopped
+    by SIGTERM at `deadline` seconds. Fine-tunes trained = the fine-tunes its fresh store holds."""
     import torch
 
-    global _counter
-    _counter = counter
-    torch.set_num_threads(threads)
-
-
-def _count(step: int, _total: int) -> None:
-    """on_step: a fine-tune's first step means it is trained here (not loaded from the store)."""
-    if step == 1:
-        with _counter.get_lock():
-            _counter.value += 1
-
-
-def _unit(job: tuple[Setup, str, str, tuple[int, ...]]) -> tuple[str, tuple[int, ...], float]:
-    """One unit of work: a seed of a method, or an ACTIVE-LT chain (its seeds in order)."""
-    from mte.lottery import active_chain, run_seed
-    from mte.store import Store
-
-    setup, store, method, seeds = job
-    start = time.perf_counter()
-    spec = setup.spec(method, seeds[0])
-    if method == "active-lt":
-        active_chain(spec, Store(store), seeds, setup.data_dir, on_step=_count)
-    else:
-        run_seed(spec, Store(store), setup.data_dir, on_step=_count)
-    return method, seeds, time.perf_counter() - start
-
-
-def protocol_units(seeds: int, methods: tuple[str, ...], group: int = 10) -> list[tuple[str, tuple[int, ...]]]:
-    """The sweep's units, long poles first: ACTIVE-LT chains (one per group of seeds), then each lottery seed,
-    BAGGING, and BASELINE last (it reuses BASE-LT's round 0 from the store)."""
-    order = ("active-lt", "base-lt", "random-lt", "bagging", "baseline")
-    units: list[tuple[str, tuple[int, ...]]] = []
-    for m in (m for m in order if m in methods):
-        if m == "active-lt":
-            units += [(m, tuple(range(g, min(g + group, seeds)))) for g in range(0, seeds, group)]
-        else:
-            units += [(m, (s,)) for s in range(seeds)]
-    return units
-
-
-def run_core(setup: Setup, workers: int, units: list[tuple[str, tuple[int, ...]]], deadline: float | None = None,
-             log=print) -> tuple[float, int, bool]:
-    """(wall seconds, fine-tunes trained, finished) of `units` in `workers` processes on a fresh store."""
-    ctx = mp.get_context("spawn")
-    counter = ctx.Value("i", 0)
-    threads = max(1, (os.cpu_count() or 2) // workers)
-    with tempfile.TemporaryDirectory(prefix="mte-gpu-bench-") as store:
+    gpus_per_trial = 1 / workers if torch.cuda.is_available() else 0
+    with tempfile.TemporaryDirectory(prefix="mte-gpu-bench-") as tmp:
+        cmd = [sys.executable, "-m", "mte", "sweep", "--executor", "local", "--max-concurrent", str(workers),
+               "--gpus-per-trial", f"{gpus_per_trial:g}", "--methods", ",".join(methods), "--seeds", str(seeds),
+               *_spec_flags(setup), "--out", f"{tmp}/store", "--tracking-uri", f"sqlite:///{tmp}/mlflow.db",
+               "--no-report"]
+        out = Path(tmp) / "sweep.log"
         start = time.perf_counter()
-        pool = ctx.Pool(workers, initializer=_init, initargs=(counter, threads))
-        finished = True
-        try:
-            it = pool.imap_unordered(_unit, [(setup, store, m, s) for m, s in units], chunksize=1)
-            for _ in units:
-                left = None if deadline is None else deadline - (time.perf_counter() - start)
-                if left is not None and left <= 0:
-                    finished = False
-                    break
-                try:
-                    m, s, sec = it.next(timeout=left)
-                except mp.TimeoutError:
-                    finished = False
-                    break
-                log(f"  {time.perf_counter() - start:7.1f} s  {m} seed(s) {s[0]}..{s[-1]} done in {sec:.1f} s "
-                    f"({counter.value} fine-tunes trained so far)")
-        finally:
-            pool.terminate()
-            pool.join()
-        return time.perf_counter() - start, counter.value, finished
+        with open(out, "w") as f:
+            proc = subprocess.Popen(cmd, cwd=tmp, stdout=f, stderr=subprocess.STDOUT,
+                                    env=os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+        finished, shown = True, 0
+        while proc.poll() is None:
+            time.sleep(0.5)
+            lines = out.read_text().splitlines()
+            for line in lines[shown:]:
+                if line.startswith(("done", "failed", "retry")):
+                    log(f"  {time.perf_counter() - start:7.1f} s  {line}")
+            shown = len(lines)
+            if deadline is not None and time.perf_counter() - start > deadline:
+                proc.terminate()  # the sweep stops its workers and records what finished
+                proc.wait(timeout=60)
+                finished = False
+        wall = time.perf_counter() - start
+        if finished and proc.returncode != 0:
+            raise SystemExit(f"sweep failed ({' '.join(cmd)}):\n{out.read_text()[-2000:]}")
+        trained = sum(1 for _ in (Path(tmp) / "store" / "finetunes").glob("*/finetune.json"))
+        return wall, trained, finished
 
 
 def run_ray(setup: Setup, gpus_per_trial: float, *args: str) -> float:
@@ -358,7 +328,7 @@ def main() -> None:
         n = a.packing_fine_tunes
         for per_gpu in PER_GPU:
             if a.runner == "core":
-                wall, trained, _ = run_core(setup, per_gpu, [("baseline", (s,)) for s in range(n)], log=lambda _: None)
+                wall, trained, _ = run_core(setup, per_gpu, ("baseline",), n, log=lambda _: None)
             else:
                 wall, trained = run_ray(setup, 1 / per_gpu, "--preset", "quick"), 0
             rate = trained / wall * 60
@@ -369,12 +339,12 @@ def main() -> None:
     if "protocol" in stages:
         workers = a.protocol_workers or best[0] or 8
         if a.runner == "core":
-            units = protocol_units(a.seeds, ("baseline", "bagging", "base-lt", "active-lt", "random-lt"))
-            print(f"full protocol: {len(units)} units, {workers} trials per GPU", flush=True)
+            print(f"full protocol: {len(ALL_METHODS)} methods × {a.seeds} seeds, {workers} trials per GPU",
+                  flush=True)
             left = None if a.deadline is None else a.deadline - (time.perf_counter() - began)
             if a.protocol_seconds is not None:
                 left = a.protocol_seconds if left is None else min(left, a.protocol_seconds)
-            wall, trained, finished = run_core(setup, workers, units, left,
+            wall, trained, finished = run_core(setup, workers, ALL_METHODS, a.seeds, left,
                                                log=lambda s: print(s, flush=True))
         else:
             wall = run_ray(setup, 1 / workers, "--methods", "all", "--seeds", str(a.seeds), "--active-chain", "group")
