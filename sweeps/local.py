@@ -140,6 +140,8 @@ def _work(index: int, env: dict[str, str], cpus: float, shared: dict[str, Any], 
     resources = {"CPU": threads} | ({"GPU": 1} if env["CUDA_VISIBLE_DEVICES"] else {})
     node = {"node.host": socket.gethostname(), "node.id": f"local-worker-{index}", "executor": "local",
             "node.resources": json.dumps(resources, sort_keys=True)}
+    if env["CUDA_VISIBLE_DEVICES"]:
+        node["node.gpus"] = env["CUDA_VISIBLE_DEVICES"]  # as a Ray trial tags the GPU it was given
     while (trial := inbox.get()) is not None:
         try:
             run_units(shared, trial, lambda result: events.put(("report", index, result)), node)
