@@ -209,9 +209,26 @@ def test_a_full_tracking_disk_ends_a_sweep_with_one_line(generated_glue, tmp_pat
         out = finish(proc)
         lines = [ln for ln in out.splitlines() if ln.strip()]
         print(f"\nsweep tracked on a full disk: exit {proc.returncode}, {len(lines)} lines, the last: {lines[-1:]}")
-        assert proc.returncode == 2 and "Traceback" not in out, out
-        errors = [ln for ln in lines if ln.startswith("error:")]
-        assert errors == lines[-1:] and "no space left on the device" in errors[0], out
+        assert "Traceback" not in out, out
+        client = MlflowClient(uri)
+        if proc.returncode == 2:  # the database's write failed: the sweep ends there, with one line
+            errors = [ln for ln in lines if ln.startswith("error:")]
+            assert errors == lines[-1:] and "no space left on the device" in errors[0], out
+        else:  # a trial's artifact upload failed (the database still had room): that trial failed, and said why
+            assert proc.returncode == 1 and "failed trial" in out and "No space left on device" in out, out
+            (parent,) = client.search_runs([client.get_experiment_by_name("faults").experiment_id],
+                                           "tags.role = 'sweep'")
+            assert parent.info.status == "FAILED"
+        # no half-written result: every trial's artifact folder left on the disk is a FINISHED run's, whole (the
+        # parent's holds its environment, written before any trial)
+        folders = [f for f in (disk / "mlartifacts").rglob("artifacts") if any(f.iterdir())]
+        print(f"artifact folders left: {[str(f.relative_to(disk)) for f in folders]}")
+        for folder in folders:
+            run = client.get_run(folder.parent.name)
+            if run.data.tags.get("role") == "sweep":
+                continue
+            assert run.info.status == "FINISHED", (folder, run.info.status, sorted(p.name for p in folder.rglob("*")))
+            assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"MANIFEST.json", "mask.safetensors"}
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -195,5 +198,16 @@ def log_seed_result(client: MlflowClient, experiment_id: str, parent_run_id: str
     except BaseException:
         with contextlib.suppress(Exception):  # the original error matters more than this cleanup
             client.set_terminated(run_id, "FAILED")
+        remove_local_artifacts(client, run_id)
         raise
     return run_id
+
+
+def remove_local_artifacts(client: MlflowClient, run_id: str) -> None:
+    """Delete a run's artifact folder where it is a local path (the default beside a sqlite store): an upload cut
+    short (a full disk) leaves part of a result there. Nothing reads a run that is not FINISHED, and the next
+    attempt deletes the run itself; remote artifact stores keep what they received until `mlflow gc`."""
+    with contextlib.suppress(Exception):  # best effort: the error that stopped the upload is what the user needs
+        uri = urllib.parse.urlparse(client.get_run(run_id).info.artifact_uri)
+        if uri.scheme in ("", "file"):
+            shutil.rmtree(urllib.request.url2pathname(uri.path), ignore_errors=True)
