@@ -141,7 +141,8 @@ class SweepView:
                 self.console.line()  # a non-terminal gets the last frame without its line end
 
     def _print(self, markup: str) -> None:
-        (self.live.console if self.live else self.console).print(markup, highlight=False)
+        """One line per event, however narrow the terminal: a log (or `grep done`) reads each line whole."""
+        (self.live.console if self.live else self.console).print(markup, highlight=False, soft_wrap=True)
 
     def counts(self) -> dict[str, int]:
         out = {"done": 0, "running": 0, "failed": 0, "pending": 0}

@@ -109,8 +109,9 @@ def settings(results: list) -> dict[str, str]:
     return {
         "model": spec.model.model,
         "train": train + (f"; {spec.data.holdout:.0%} held out" if spec.data.holdout else ""),
-        "fine-tune": f"{spec.train.epochs} epochs, batch {spec.train.batch_size}, lr {spec.train.lr:g} (linear decay "
-                     f"to 0 in each fine-tune), max length {spec.data.max_length}, dropout {spec.model.dropout:g}, "
+        "fine-tune": f"{spec.train.epochs} epoch{'s' if spec.train.epochs != 1 else ''}, "
+                     f"batch {spec.train.batch_size}, lr {spec.train.lr:g} (linear decay to 0 in each fine-tune), "
+                     f"max length {spec.data.max_length}, dropout {spec.model.dropout:g}, "
                      f"{'length-grouped batches' if spec.train.group_by_length else 'random batches (the paper)'}",
         "IMP": f"{spec.method.rounds} round(s) to {spec.method.sparsity:.0%} sparsity",
     }

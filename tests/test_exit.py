@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -70,7 +71,7 @@ def served(generated_glue, tmp_path_factory):
     port = free_port()
     server = mlflow_server(root, port)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MTE_RAY_"))} | {
-        "RAY_TMPDIR": str(temp), "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+        "RAY_TMPDIR": str(temp), "COLUMNS": "60", "HF_HUB_OFFLINE": "1"}  # narrow: progress lines must not wrap
     try:
         yield f"http://127.0.0.1:{port}", root, temp, env
     finally:
@@ -104,6 +105,9 @@ def test_a_sweep_against_a_tracking_server_exits_by_itself_and_stops_its_ray(ser
         ("sweep", "FINISHED"), ("trial", "FINISHED"), ("trial", "FINISHED")]
     assert "report:" in err  # it downloaded the trials' artifacts from the server
     assert not left
+    # piped (a log file) and narrower than its lines, each trial's progress line is still one whole line
+    done = re.findall(r"^done +baseline-s\d +accuracy \S+ +f1 \S+ +sparsity \S+ +\d+ s\b.*$", out + err, re.M)
+    assert len(done) == 2, out + err
 
 
 def test_a_report_that_fails_after_reading_the_server_exits_with_one_line(served, swept):
