@@ -95,6 +95,25 @@ class SweepPlan:
     def units(self) -> list[Unit]:
         return [Unit(m, s) for m in self.methods for s in range(self.seeds)]
 
+    def fine_tunes(self) -> tuple[int, int]:
+        """(distinct, total) fine-tunes of every unit: BASELINE and BAGGING train once, the *-LT methods rounds+1
+        times. The store runs shared work once (`mte.lottery`): BASELINE seed s is round 0 of BASE-LT seed s, and
+        an ACTIVE-LT chain's first seed, which has no earlier masks, is BASE-LT's seed."""
+        rounds = self.base.method.rounds + 1
+        distinct: set[tuple[str, int, int]] = set()
+        total = 0
+        for u in self.units:
+            kind = u.method
+            if kind == CHAIN_METHOD and self.base.method.chain_seeds(u.seed)[0] == u.seed:
+                kind = "base-lt"
+            work = [(kind, u.seed, 0)] if kind in ("baseline", "bagging") else \
+                [(kind, u.seed, r) for r in range(rounds)]
+            if kind == "base-lt":
+                work[0] = ("baseline", u.seed, 0)
+            total += len(work)
+            distinct.update(work)
+        return len(distinct), total
+
     def trials(self, finished: set[str]) -> list[dict[str, Any]]:
         """Trial descriptions for the units whose hash is not in `finished`, the ACTIVE-LT chain first."""
         out: list[dict[str, Any]] = []

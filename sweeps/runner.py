@@ -57,27 +57,27 @@ class SweepOutcome:
 def run_sweep(o: SweepOptions) -> SweepOutcome:
     """Check everything, run what the sweep's parent run does not hold yet, and record the verdict."""
     from tracking.experiment import connect, find_parent, open_experiment
-    from tracking.tau import tuned_tau
+    from tracking.tau import tuned_tau_at
     from tracking.trial_runs import finished_hashes
+    from tracking.uri import resolve_tracking_uri
 
     start = time.perf_counter()
     o = o.validate()
     preflight(o.ray, o.tracking.tracking_uri)  # also for --executor local: its GPU request and workers
     plan = SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
+    tuned, tau_source = plan, {"kind": "given", "tau": plan.base.method.tau}
+    if o.tau_from_tuning:  # before Ray, a database or the experiment exists: a missing tuning leaves nothing behind
+        found = tuned_tau_at(resolve_tracking_uri(o.tracking.tracking_uri), o.tau_from_tuning,
+                             plan.base.model.model, plan.methods)
+        tuned = plan.with_taus({t.method: t.tau for t in found})
+        tau_source = {"kind": "tuning", "task": found[0].task, "taus": {t.method: t.tau for t in found},
+                      "run_id": ",".join(t.run_id for t in found), "tune_on": ",".join({t.tune_on for t in found})}
+        for t in found:
+            console.print(f"--tau-from-tuning {o.tau_from_tuning}: {t.method}: {t.description}", highlight=False)
 
     def open_tracking() -> tuple[SweepPlan, Any, dict[str, Any], dict[str, str]]:
         """The plan with its τ, the experiment, where τ came from, and what the sweep has recorded."""
         client, _ = connect(o.tracking)
-        tuned, tau_source = plan, {"kind": "given", "tau": plan.base.method.tau}
-        if o.tau_from_tuning:  # before the experiment exists: a missing tuning leaves nothing behind
-            found = tuned_tau(client, o.tau_from_tuning, plan.base.model.model, plan.methods)
-            tuned = plan.with_taus({t.method: t.tau for t in found})
-            tau_source = {"kind": "tuning", "task": found[0].task, "taus": {t.method: t.tau for t in found},
-                          "run_id": ",".join(t.run_id for t in found),
-                          "tune_on": ",".join({t.tune_on for t in found})}
-            for t in found:
-                console.print(f"--tau-from-tuning {o.tau_from_tuning}: {t.method}: {t.description}",
-                              highlight=False)
         exp = open_experiment(o.tracking, client)
         previous = find_parent(exp.client, exp.experiment_id, tuned.sweep_hash)
         finished = finished_hashes(exp.client, exp.experiment_id, previous.info.run_id) if previous else {}

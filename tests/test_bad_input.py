@@ -140,6 +140,8 @@ def damaged_cases(world: Path, glue: Path, read_only: Path) -> dict[str, tuple]:
                                        {"XDG_CONFIG_HOME": str(world / "token-open")}),
         "tau and tau from tuning": ([*sweep, "--tau", "0.001", "--tau-from-tuning", "mrpc", *data],
                                     "--tau and --tau-from-tuning both set τ"),
+        "tau from a tuning not recorded": ([*sweep, "--methods", "random-lt", "--tau-from-tuning", "mrpc", *data],
+                                           "no finished `mte tune-tau` for task mrpc, model minilm, method random-lt"),
         "resume with a preset": (["sweep", "--resume", "--preset", "quick", "--tracking-uri",
                                   f"sqlite:///{world}/edited.db"], "drop --preset"),
         "methods all and more": ([*sweep, "--methods", "baseline,all", *data], "'all' cannot be combined"),

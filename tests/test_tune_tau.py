@@ -174,4 +174,44 @@ def test_sweep_tau_from_tuning_without_a_recorded_search_is_one_line(tmp_path, g
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error:") and "tune-tau" in lines[-1], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:") and "tune-tau" in lines[0], result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # checked before a database (or Ray) was started
+
+
+def dry_run(cwd: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mte", "sweep", "--dry-run", *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=os.environ | {"COLUMNS": "300", "HF_HUB_OFFLINE": "1"})
+
+
+def test_dry_run_says_which_tau_applies_and_how_much_work_the_sweep_is(random_lt, generated_glue, tmp_path):
+    """The recorded tuning resolves τ for the method it tuned; a method it did not tune is reported as missing
+    (the sweep would stop there); nothing is created by asking."""
+    tau = float(random_lt.parent().data.tags["best_tau"])
+    common = ["--tau-from-tuning", "mrpc", "--seeds", "2", "--rounds", "1", "--data-dir", str(generated_glue),
+              "--out", str(tmp_path / "store"), "--tracking-uri", random_lt.uri]
+    procs = {"tuned": dry_run(tmp_path, "--methods", "baseline,base-lt,random-lt", *common),
+             "not tuned": dry_run(tmp_path, "--methods", "random-lt,active-lt", *common),
+             "paper": dry_run(tmp_path, "--preset", "paper", "--model", "minilm", "--data-dir", str(generated_glue))}
+    out = {}
+    for name, proc in procs.items():
+        stdout, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (name, err)
+        out[name] = stdout
+    tau_row = next(ln for ln in out["tuned"].splitlines() if ln.split()[:1] == ["--tau"])
+    assert "not used: --tau-from-tuning mrpc sets τ" in tau_row
+    assert "τ: from --tau-from-tuning mrpc (command line), not --tau:" in out["tuned"]
+    assert f"random-lt: τ = {tau:.4g} from tune-tau run {random_lt.parent().info.run_id}" in out["tuned"]
+    # 2 seeds: BASELINE 2 fine-tunes, BASE-LT and RANDOM-LT 2 × (1 round + 1) each; BASE-LT's round 0 is BASELINE
+    assert "work: 6 trials, for 6 (method, seed) units; 8 distinct fine-tunes, 10 counted per method" in out["tuned"]
+    assert "recorded: 0 of 6 units finished in this sweep's MLflow runs; 6 trials left to run" in out["tuned"]
+    assert "none recorded yet (no finished `mte tune-tau` for task mrpc, model minilm, method active-lt;" \
+        in out["not tuned"]
+    assert "recorded: not known until τ is" in out["not tuned"]
+    # the paper: 20 seeds of 5 methods, 3 rounds; ACTIVE-LT is one chain trial; 20 × (1 + 1 + 3 × 4) fine-tunes,
+    # of which BASELINE's 20 are BASE-LT's round 0 and ACTIVE-LT seed 0's 4 are BASE-LT seed 0's
+    assert "work: 81 trials: 1 ACTIVE-LT chain(s) of 20 seeds and 80 single-seed trials, for 100 (method, seed) " \
+           "units; 256 distinct fine-tunes, 280 counted per method" in out["paper"]
+    assert "τ: from --tau-from-tuning mrpc (preset paper), not --tau: none recorded yet" in out["paper"]
+    assert not any(tmp_path.iterdir())
+    assert len(random_lt.client.search_experiments()) == 2  # the default one and "tau": no sweep's experiment

@@ -111,10 +111,21 @@ class TunedTau:
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def tuned_tau(client: MlflowClient, source: str, model: str, methods: tuple[str, ...]) -> list[TunedTau]:
+def tuned_tau_at(uri: str, source: str, model: str, methods: tuple[str, ...]) -> list[TunedTau]:
+    """`tuned_tau` read from the tracking store at `uri` (resolved) before a sweep starts anything: a sqlite
+    database that does not exist yet holds no tuning, and is not created to find that out."""
+    from tracking.uri import check_reachable, sqlite_path
+
+    path = sqlite_path(uri)
+    return tuned_tau(None if path is not None and not path.exists() else check_reachable(uri), source, model,
+                     methods)
+
+
+def tuned_tau(client: MlflowClient | None, source: str, model: str, methods: tuple[str, ...]) -> list[TunedTau]:
     """The tuned τ of each regularised method in `methods`. `source` names the task the tuning ran on (its newest
     finished tuning for `model` and the method is used) or the tuning runs themselves (a comma list of run ids:
-    what a resumed sweep uses, so that a newer tuning cannot change it). MteError (one line) if one is missing."""
+    what a resumed sweep uses, so that a newer tuning cannot change it). MteError (one line) if one is missing.
+    No client: a store that does not exist, so holds no tuning."""
     from mte.hparams import REGULARISED_METHODS
     from mte.tasks import get_task
 
@@ -123,6 +134,8 @@ def tuned_tau(client: MlflowClient, source: str, model: str, methods: tuple[str,
         raise MteError(f"--tau-from-tuning: none of the methods ({', '.join(methods)}) uses τ")
     ids = [i.strip() for i in source.split(",") if i.strip()]
     if ids and all(RUN_ID.match(i) for i in ids):
+        if client is None:
+            raise MteError(f"--tau-from-tuning: no tracking database holds run {ids[0]}")
         by_method = {}
         for run_id in ids:
             run = retry(client.get_run, run_id)
@@ -136,7 +149,7 @@ def tuned_tau(client: MlflowClient, source: str, model: str, methods: tuple[str,
     task = get_task(source).name
     found = []
     for m in regularised:
-        run = find_best_tuning(client, task, model, m)
+        run = find_best_tuning(client, task, model, m) if client is not None else None
         if run is None:
             raise MteError(f"no finished `mte tune-tau` for task {task}, model {model}, method {m}; run "
                            f"`mte tune-tau --task {task} --model {model} --method {m}` first")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from mte import fields
 from mte.cli.options import Given, flag, options
 from mte.errors import MteError
 from sweeps.options import SweepOptions
+
+if TYPE_CHECKING:
+    from sweeps.plan import SweepPlan
 
 console = Console(stderr=True)
 
@@ -25,7 +29,8 @@ def sweep(
                                      "here still win; not with --preset)."),
     dry_run: bool = typer.Option(False, "--dry-run", metavar="",
                                  help="Print the options the sweep would run with (after the preset or the recorded "
-                                      "sweep) and where each came from; run nothing."),
+                                      "sweep) and where each came from, which τ applies, and how many trials and "
+                                      "fine-tunes it would run; run nothing."),
 ) -> None:
     """Run many seeds of many methods as Ray Tune trials, recorded in MLflow; rerunning resumes."""
     from sweeps.presets import preset as preset_options
@@ -44,8 +49,9 @@ def sweep(
         given["o"].add(TAU_FROM_TUNING)  # unset by the command line
     if dry_run:
         origin = "recorded sweep" if resume else f"preset {o.preset}" if o.preset else "default"
-        _check(o)
+        plan = _check(o)
         _print_options(o, given["o"], base, origin)
+        _print_preview(o, plan, _source(TAU_FROM_TUNING if o.tau_from_tuning else TAU, o, given["o"], base, origin))
         return
     outcome = run_sweep(o)
     if outcome.interrupted:
@@ -68,14 +74,27 @@ def _given(given: Given, path: tuple[str, ...]) -> bool:
     return path in given["o"]
 
 
-def _check(o: SweepOptions) -> None:
+def _check(o: SweepOptions) -> SweepPlan:
     """What the sweep itself checks before it starts anything (a dry run must not list what would be refused)."""
     from sweeps.plan import SweepPlan
     from sweeps.session import preflight
 
     o = o.validate()
     preflight(o.ray, o.tracking.tracking_uri)
-    SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
+    return SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
+
+
+def _print_preview(o: SweepOptions, plan: SweepPlan, origin: str) -> None:
+    """Which τ applies and how much work the sweep is, below the options (read only: nothing is created)."""
+    from sweeps.preview import recorded_hashes, tau_lines, work_lines
+    from tracking.uri import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(o.tracking.tracking_uri)
+    tuned, lines = tau_lines(o, plan, uri, origin)
+    lines += work_lines(tuned or plan, recorded_hashes(o, tuned, uri) if tuned else None)
+    out = Console(width=160)
+    for line in lines:
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 def _print_links(o: SweepOptions, uri: str) -> None:
@@ -94,16 +113,27 @@ def _print_options(o: SweepOptions, given: set, base: SweepOptions, origin: str)
     table = Table(title="mte sweep would run with", box=None)
     for col in ("option", "value", "from"):
         table.add_column(col)
-    defaults = SweepOptions()
     for leaf in fields.leaves(SweepOptions, exclude=("spec.method.method", "spec.seed")):
         value = fields.get(o, leaf.path)
-        source = "command line" if leaf.path in given else origin if value != fields.get(defaults, leaf.path) or \
-            fields.get(base, leaf.path) != fields.get(defaults, leaf.path) else "default"
+        source = _source(leaf.path, o, given, base, origin)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        if leaf.path == TAU and o.tau_from_tuning:
+            source += f"; not used: --tau-from-tuning {o.tau_from_tuning} sets τ"
+        if leaf.path == TAU_FROM_TUNING and value is None and base.tau_from_tuning:
+            source += f" (--tau replaces the {origin}'s {base.tau_from_tuning})"
         if leaf.path == ("spec", "train", "lr") and value is None:
             shown = f"the model's default, {o.spec.resolved().train.lr:g}"
         table.add_row(flag(leaf), str(shown), source)
     Console(width=160).print(table)
+
+
+def _source(path: tuple[str, ...], o: SweepOptions, given: set, base: SweepOptions, origin: str) -> str:
+    """Where an option's value comes from: the command line, the preset or recorded sweep (`origin`), or the
+    default."""
+    default = fields.get(SweepOptions(), path)
+    if path in given:
+        return "command line"
+    return origin if fields.get(o, path) != default or fields.get(base, path) != default else "default"
 
 
 def _recorded(o: SweepOptions) -> SweepOptions:
