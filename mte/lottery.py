@@ -135,7 +135,8 @@ def seed_rounds(
             yield event
     result = SeedResult(key=key, spec=spec, mask=mask, dev_logits=logits["dev"],
                         dev_labels=ws.data.dev.labels.numpy(), test_logits=logits.get("test"), rounds=rounds,
-                        data_fingerprint=fingerprint, prior_masks=priors, data_sizes=ws.data.sizes)
+                        data_fingerprint=fingerprint, prior_masks=priors, data_sizes=ws.data.sizes,
+                        model_params=sum(p.numel() for p in ws.net.parameters()))
     with store.lock("runs", key):
         # Read again: another process may have stored this seed (from the same stored fine-tunes) meanwhile.
         found = store.load("runs", key, SeedResult.load)

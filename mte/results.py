@@ -108,6 +108,7 @@ class SeedResult:
     data_fingerprint: str
     prior_masks: list[str] = field(default_factory=list)  # digests of active-lt's earlier masks
     data_sizes: dict[str, int] = field(default_factory=dict)  # examples per split as trained and scored
+    model_params: int = 0  # the whole model's parameter count (a sparsity's share of all of it); 0: not recorded
     elapsed_s: float = 0.0  # time of the call that produced or loaded this result
     loaded: bool = False  # True when this call found the whole result in the store
 
@@ -125,7 +126,7 @@ class SeedResult:
             "key": self.key, "spec": self.spec.to_dict(), "metrics": self.metrics,
             "sparsity": self.mask.sparsity, "rounds": [dataclasses.asdict(r) for r in self.rounds],
             "wall_s": self.wall_s, "data_fingerprint": self.data_fingerprint, "prior_masks": self.prior_masks,
-            "data_sizes": self.data_sizes,
+            "data_sizes": self.data_sizes, "model_params": self.model_params,
         }
 
     def save(self, folder: Path) -> None:
@@ -146,4 +147,5 @@ class SeedResult:
             test_logits=load_array(test) if test.exists() else None,
             rounds=[FineTuneRecord(**r) for r in meta["rounds"]], data_fingerprint=meta["data_fingerprint"],
             prior_masks=meta.get("prior_masks", []), data_sizes=meta.get("data_sizes", {}),
+            model_params=meta.get("model_params", 0),
         )

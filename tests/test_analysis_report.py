@@ -145,7 +145,7 @@ def test_combined_table_carries_each_tasks_warnings_and_the_text_matches_the_siz
     assert all(f"> - MRPC: {w}" in combined for w in mrpc.warnings) and "> - STS-B" not in combined
     assert "Fig. 3 uses sizes 1–3 (no group has more than 3 seeds)" in md
     assert "sizes 1–5." in md  # STS-B: groups of 10 and 5
-    assert "Sparsity (of prunable weights)" in md and "share of all parameters is not given" in md
+    assert "Sparsity (of prunable weights)" in md and "as a share of all the model's parameters" in md
     assert "—: not applicable" in md and "— where it is undefined" in md
 
 

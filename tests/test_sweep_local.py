@@ -148,6 +148,11 @@ def test_mte_report_reads_the_sweep_back_and_writes_every_table(tiny, tmp_path):
 
     table1 = pd.read_csv(out / "table1_ensembles.csv")
     assert set(table1.iloc[:, 0].str.lower()) >= {"baseline", "active-lt"}
+    # the removed weights as a share of all of MiniLM's parameters (22,713,986 with a 2-class head), beside their
+    # share of its 10,764,288 prunable ones
+    ticket_row = table1.set_index(table1.columns[0]).loc["active-lt"]
+    assert ticket_row["sparsity_of_all"] == pytest.approx(ticket_row["sparsity"] * 10_764_288 / 22_713_986, rel=1e-3)
+    assert "30% (14% of all)" in (out / "report.md").read_text()
     parent = tiny.parent()
     assert "report/report.md" in {a.path for a in tiny.client.list_artifacts(parent.info.run_id, "report")}
     metrics = parent.data.metrics

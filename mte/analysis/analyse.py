@@ -107,9 +107,11 @@ def ensemble_table(rs: ResultSet, ens: dict[str, MethodEnsembles], sizes: tuple[
     for method, e in ens.items():
         t = e.table(sizes)
         sparsity = [m.sparsity for m in rs.members[method] if m.sparsity is not None]
+        of_all = [m.sparsity_all for m in rs.members[method] if m.sparsity_all is not None]
         row: dict[str, object] = {"method": method, "seeds": len(e.seeds), "groups": len(e.groups),
                                   "combinations": len(t[0]) if t else 0,
-                                  "sparsity": float(np.mean(sparsity)) if sparsity else np.nan}
+                                  "sparsity": float(np.mean(sparsity)) if sparsity else np.nan,
+                                  "sparsity_of_all": float(np.mean(of_all)) if of_all else np.nan}
         for k in rs.task.metrics:
             single, ensemble = e.single[k], score[method][k]
             row |= {f"{k}_single": float(single.mean()),

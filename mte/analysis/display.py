@@ -52,10 +52,18 @@ def marked(value: float, mark: str, best: bool, sign: bool = False) -> str:
     return (f"<u>{text}</u>" if best else text) + mark
 
 
+def sparsity(prunable: float, of_all: float) -> str:
+    """'30% (21% of all)': the share of prunable weights removed, and of all parameters where it is known."""
+    if not np.isfinite(prunable):
+        return "—"
+    return num(prunable, digits=0) + "%" + (f" ({num(of_all, digits=0)}% of all)" if np.isfinite(of_all) else "")
+
+
 def table1_display(a: Analysis) -> pd.DataFrame:
     t = a.table1
     show = {"Method": t.method.map(figures.label), "Seeds": t.seeds.astype(str),
-            "Sparsity (of prunable weights)": [num(s, digits=0) + "%" if np.isfinite(s) else "—" for s in t.sparsity]}
+            "Sparsity (of prunable weights)": [sparsity(s, a) for s, a in zip(t.sparsity, t.sparsity_of_all,
+                                                                              strict=True)]}
     for k in a.task.metrics:
         show[f"{k} single"] = [f"{num(m)} ± {num(s)}" for m, s in zip(t[f"{k}_single"], t[f"{k}_single_std"],
                                                                         strict=True)]

@@ -29,6 +29,7 @@ class Member:
     dev_logits: np.ndarray  # (n, k) float32; k = 1 for regression
     mask: np.ndarray | None = None
     sparsity: float | None = None  # fraction of prunable weights removed (0 for dense methods)
+    sparsity_all: float | None = None  # the weights removed as a fraction of all the model's parameters
 
 
 def method_order(methods: Iterable[str]) -> list[str]:
@@ -86,7 +87,8 @@ class ResultSet:
                                f"({len(r.dev_labels)} vs {len(labels)} labels, or a different order)")
         members = [
             Member(r.spec.method.method, r.spec.seed, np.asarray(r.dev_logits, dtype=np.float32),
-                   r.mask.flat() if r.spec.method.method in LOTTERY_METHODS else None, r.mask.sparsity)
+                   r.mask.flat() if r.spec.method.method in LOTTERY_METHODS else None, r.mask.sparsity,
+                   (r.mask.total - r.mask.kept) / r.model_params if r.model_params else None)
             for r in results
         ]
         return cls.from_members(get_task(tasks.pop()), labels, members)
