@@ -20,6 +20,7 @@ from servers import free_port, mlflow_server, wait_for
 
 from mte import launch
 from mte.store import damage
+from sweeps import leftovers
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +114,10 @@ def test_a_driver_killed_mid_sweep_loses_nothing_and_the_rerun_redoes_nothing(ge
     assert 1 <= len(done) < 6
     # What the dead driver's local Ray left running (Ray's agents outlive it), left for the rerun to stop.
     survivors = [p for p in psutil.process_iter(["name"]) if process_group(p.pid) == proc.pid]
+    # mte stops only what carries its driver's mark (inherited environment); Ray does not always start its agents
+    # with the driver's environment (seen in the full suite, after other sweeps on the machine), and an unmarked
+    # process cannot be told from another Ray's, so it is left alone (and killed by this test's cleanup)
+    marked = [p for p in survivors if leftovers._mark_of(p.pid)]
     print(f"\nkill -9 driver {proc.pid} after {len(done)} finished trial(s) {done}; its Ray processes still alive "
           f"5 s later: {sorted(p.info['name'] for p in survivors) or 'none'}")
     try:
@@ -120,9 +125,11 @@ def test_a_driver_killed_mid_sweep_loses_nothing_and_the_rerun_redoes_nothing(ge
         out = finish(again)
         recorded = [ln for ln in out.splitlines() if "already recorded" in ln]
         stopped = [ln for ln in out.splitlines() if "left running" in ln]
-        alive = [f"{p.pid} {p.info['name']}" for p in survivors if p.is_running()]  # same pid and start time
+        alive = [f"{p.pid} {p.info['name']}" for p in marked if p.is_running()]  # same pid and start time
+        unmarked = [f"{p.pid} {p.info['name']}" for p in survivors if p not in marked]
         print(f"rerun exit {again.returncode}: {' '.join(recorded).strip()}; {' '.join(stopped) or 'no warning'}; "
-              f"the killed driver's Ray processes alive after the rerun: {alive or 'none'}")
+              f"the killed driver's marked Ray processes alive after the rerun: {alive or 'none'}; "
+              f"unmarked (left alone): {unmarked or 'none'}")
         assert again.returncode == 0, out
         assert f"{len(done)} already recorded, {6 - len(done)} to run" in " ".join(out.split())  # none redone
         assert_each_unit_once(uri, ("baseline", "bagging"), 3)
