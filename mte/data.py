@@ -292,9 +292,3 @@ def holdout_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     held = np.sort(rng.choice(n, size=max(1, round(fraction * n)), replace=False))
     return np.setdiff1d(np.arange(n), held), held
 
-
-def bagging_subset(n: int, fraction: float, seed: int) -> np.ndarray:
-    """Seeded random subset of round(fraction·n) distinct training indices, in ascending order."""
-    rng = np.random.default_rng([seed, 0xBA6])
-    k = round(fraction * n)
-    return np.sort(rng.choice(n, size=k, replace=False))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,10 +22,14 @@ Path_ = tuple[str, ...]  # a field's path through nested dataclasses, e.g. ("spe
 
 
 def hp(default: Any, help: str, *, flag: str | None = None, envvar: str | None = None,
-       choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
+       choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None, metavar: str | None = None,
+       cli: bool = True, expand: Callable[[], dict[str, tuple[Any, str]]] | None = None) -> Any:
     """A declared option: default, help text, and (optionally) its flag name, environment variable, the values
-    it may take (listed in `--help`; a tuple field then takes a comma list of them) and the name of its value."""
-    meta = {"help": help, "flag": flag, "envvar": envvar, "choices": choices, "metavar": metavar}
+    it may take (listed in `--help`; a tuple field then takes a comma list of them; a function where they are
+    known only once plugins are loaded) and the name of its value. `cli=False`: no flag of its own; `expand`
+    then names the flags that fill it, a (name, value) tuple of those given: name → (default, help)."""
+    meta = {"help": help, "flag": flag, "envvar": envvar, "choices": choices, "metavar": metavar, "cli": cli,
+            "expand": expand}
     return field(default=default, metadata=meta)
 
 
@@ -55,6 +59,11 @@ class Leaf:
     @property
     def meta(self) -> typing.Mapping[str, Any]:
         return self.field.metadata
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        choices = self.meta.get("choices")
+        return tuple(choices()) if callable(choices) else choices
 
 
 def is_group(tp: Any) -> bool:
@@ -104,8 +113,12 @@ def overlay(base: T, top: T, paths: Iterable[Path_]) -> T:
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
-    """JSON-able nested dict (paths as strings, tuples as lists)."""
+    """JSON-able nested dict (paths as strings, tuples as lists). A field that flags of plugins fill (`expand`)
+    is left out while empty, so records of runs without plugins read as they did before such fields existed."""
     def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)
+                    if not (f.metadata.get("expand") and getattr(v, f.name) == f.default)}
         if isinstance(v, Path):
             return str(v)
         if isinstance(v, tuple | list):
@@ -114,7 +127,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
             return {k: plain(x) for k, x in v.items()}
         return v
 
-    return plain(dataclasses.asdict(obj))
+    return plain(obj)
 
 
 def from_dict(cls: type[T], d: typing.Mapping[str, Any]) -> T:
@@ -149,7 +162,13 @@ def _coerce(tp: Any, value: Any) -> Any:
     if origin in (typing.Union, _UnionType) and len(args) == 1:
         return _coerce(args[0], value)
     if origin is tuple and isinstance(value, list | tuple):
-        return tuple(_coerce(args[0], v) for v in value) if args else tuple(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v) for v in value)
+        if args and len(args) != len(value):
+            raise MteError(f"{value!r} is not a valid {tp}")
+        return tuple(_coerce(a, v) for a, v in zip(args, value, strict=True)) if args else tuple(value)
+    if tp is Any:
+        return value
     if tp is Path and isinstance(value, str):
         return Path(value)
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
@@ -176,7 +195,7 @@ def check(obj: Any) -> None:
             if abs(value) > limit:
                 bound = f"at most {limit:,}" if value > 0 else f"at least {-limit:,}"
                 raise MteError(f"--{leaf.name.replace('_', '-')} must be {bound}, got {value}")
-        choices = leaf.meta.get("choices")
+        choices = leaf.choices
         if choices and value is not None:
             for v in value if isinstance(value, tuple) else (value,):
                 if v not in choices:

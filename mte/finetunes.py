@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from mte.errors import MteError
 from mte.hparams import RunSpec, digest
 from mte.masks import Mask
-from mte.models import head_parameters
+from mte.methods import Step
+from mte.models import Initial, head_parameters
 from mte.pruning import magnitude_prune
 from mte.results import (
     HEAD_FILE,
@@ -29,22 +30,8 @@ from mte.results import (
     save_head,
 )
 from mte.store import Store
-from mte.training import Regulariser, StepCallback, fine_tune
+from mte.training import StepCallback, fine_tune
 from mte.workspace import Workspace
-
-
-@dataclass(frozen=True)
-class Step:
-    """One fine-tune of a seed's plan: its regulariser, its training subset, and whether it prunes after."""
-
-    name: str  # may say "{sparsity}": the sparsity of the mask it trains under
-    prune: bool
-    reg_id: Any = None
-    reg: Regulariser | None = None
-    subset: Any = None
-
-    def describe(self, mask: Mask) -> str:
-        return self.name.format(sparsity=f"{mask.sparsity:.0%}")
 
 
 @dataclass
@@ -66,23 +53,26 @@ class FineTuneRunner:
         self.spec, self.ws, self.store, self.base, self.on_step = spec, ws, store, base, on_step
         self.test, self.epoch_curves = test, epoch_curves
 
-    def fine_tune(self, mask: Mask, step: Step, prune_to: int | None,
-                  start_head: tuple[str, dict[str, torch.Tensor]] | None, want_head: bool) -> Trained:
-        """One fine-tune from the initial weights under `mask` (with `start_head`'s trained head instead of the
-        initial one, if given), then the mask pruned to `prune_to` weights and (`want_head`) its trained head.
+    def fine_tune(self, mask: Mask, step: Step, start_head: tuple[str, dict[str, torch.Tensor]] | None) -> Trained:
+        """One fine-tune from the initial weights (or the step's later rewind point) under `mask` (with
+        `start_head`'s trained head instead of the initial one, if given), then the mask pruned to the step's
+        target and (if the step keeps its head) its trained head.
 
         A stored fine-tune lacking a file asked for (a pruned mask for another target, a head) is trained again
         (its weights are not kept); the file is added only if the retrained logits equal the stored ones bit for
         bit, else the folder is replaced whole, so everything in one folder comes from one training.
         """
+        prune_to, want_head = step.prune_to, step.keep_head
         dense = mask.kept == mask.total
         payload = {"mask": "dense" if dense else mask.digest(), "reg": step.reg_id, "subset": step.subset}
         if start_head is not None:  # a head kept from the previous round is part of the starting point
             payload["head"] = start_head[0]
+        if step.rewind_steps:  # so is a later rewind point
+            payload["rewind_steps"] = step.rewind_steps
         key = digest(self.base | payload)
         # Test logits are read only from a seed's last fine-tune: a ticket, BAGGING's, and the dense unregularised
         # one (BASELINE's, which is also BASE-LT's first round). Rounds that only lead to a mask skip them.
-        want_test = self.test and self.ws.data.test is not None and (not step.prune or (dense and step.reg is None))
+        want_test = self.test and self.ws.data.test is not None and (prune_to is None or (dense and step.reg is None))
         needed = ([pruned_mask_name(prune_to)] if prune_to is not None else []) + ([HEAD_FILE] if want_head else []) \
             + ([TEST_LOGITS] if want_test else [])
         def stored(folder: Path) -> tuple[dict[str, np.ndarray], Trained | None]:
@@ -99,7 +89,9 @@ class FineTuneRunner:
             if found is not None and found[1] is not None:
                 return found[1]
             ws = self.ws
-            ws.rewind(start_head[1] if start_head else None)
+            if step.rewind_steps and step.rewind_steps not in ws.later:
+                self._rewind_point(step.rewind_steps)
+            ws.rewind(start_head[1] if start_head else None, step.rewind_steps)
             out = fine_tune(ws.net, ws.data.task, ws.data.train, ws.data.dev, ws.data.test if want_test else None,
                             self.spec.train,
                             self.spec.seed, ws.data.pad_id, mask=None if dense else mask, reg=step.reg,
@@ -131,6 +123,18 @@ class FineTuneRunner:
             else:
                 self.store.replace("finetunes", key, write)
             return Trained(record, logits, new_mask, (key, head) if want_head else None)
+
+    def _rewind_point(self, steps: int) -> None:
+        """The weights after `steps` optimizer steps of the seed's dense, unregularised first fine-tune (the same
+        data order, dropout and learning-rate schedule, stopped there), kept in the workspace."""
+        ws = self.ws
+        ws.rewind()
+        done = fine_tune(ws.net, ws.data.task, ws.data.train, ws.data.dev, None, self.spec.train, self.spec.seed,
+                         ws.data.pad_id, stop_after=steps)
+        if done.steps != steps:
+            raise MteError(f"cannot rewind to step {steps}: the seed's first fine-tune has only {done.steps} "
+                           "optimizer steps")
+        ws.later[steps] = Initial.capture(ws.net)
 
 
 def _same(stored: dict[str, np.ndarray], logits: dict[str, np.ndarray]) -> bool:

@@ -12,16 +12,15 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mte import methods
 from mte.errors import MteError
 from mte.fields import check, from_dict, group, hp, to_dict
+from mte.methods import GROUP_SIZE, Method
 from mte.tasks import TASKS, TaskSpec, get_task
 
-METHODS = ("baseline", "bagging", "base-lt", "active-lt", "random-lt")
-LOTTERY_METHODS = ("base-lt", "active-lt", "random-lt")
-REGULARISED_METHODS = ("active-lt", "random-lt")
 ACTIVE_CHAINS = ("all", "group")
 PRECISIONS = ("fp32", "tf32", "bf16")
-GROUP_SIZE = 10  # seeds per group, by id (0–9, 10–19, ...): the paper's 20 seeds in two groups of 10
+__all__ = ["GROUP_SIZE"]  # re-exported: the analysis groups seeds by it
 PAPER_LR = 2e-5
 # Learning rates at which a model trains well in 3 epochs (measured; see README, "Learning rate").
 MODEL_DEFAULT_LR = {"minilm": 1e-4}
@@ -64,12 +63,11 @@ class TrainHparams:
 @dataclass(frozen=True)
 class MethodHparams:
     PANEL: ClassVar[str] = "Method"
-    method: str = hp("baseline", "Method of this seed.", choices=METHODS)
+    method: str = hp("baseline", "Method of this seed.", choices=methods.names)
     bagging_fraction: float = hp(0.9, "Fraction of train each BAGGING member sees (drawn without replacement).")
     sparsity: float = hp(0.3, "Fraction of prunable weights removed by the end of IMP.")
     rounds: int = hp(3, "IMP rounds; each removes sparsity/rounds of the original prunable weights.")
-    tau: float = hp(1e-4, "L1 coefficient τ of the masking regulariser (active-lt, random-lt), "
-                          "decayed like the learning rate.")
+    tau: float = hp(1e-4, "L1 coefficient τ of the masking regulariser, decayed like the learning rate.")
     active_chain: str = hp("all", "ACTIVE-LT's chain: seed i is pulled away from the final masks of seeds 0..i−1 "
                                   "(all), or of the earlier seeds of its own group, e.g. 10..i−1 (group; the groups "
                                   "then run in parallel). The paper leaves this open.", choices=ACTIVE_CHAINS)
@@ -77,17 +75,34 @@ class MethodHparams:
                                  "--no-rewind-head keeps the head trained in the previous round (as BERT-Tickets "
                                  "does).")
 
+    params: tuple[tuple[str, Any], ...] = hp((), "Plugin methods' own parameters given on the command line "
+                                                "(name, value), each a flag of its own.", cli=False,
+                                                expand=methods.declared_params)
+
+    @property
+    def declared(self) -> Method:
+        """The method these hyperparameters are for (`mte.methods`)."""
+        return methods.get(self.method)
+
     def relevant_fields(self) -> tuple[str, ...]:
-        """The fields that change this method's result (BASELINE does not depend on τ)."""
-        lottery = ("sparsity", "rounds", "rewind_head")
-        by_method = {"baseline": (), "bagging": ("bagging_fraction",), "base-lt": lottery,
-                     "random-lt": (*lottery, "tau"), "active-lt": (*lottery, "tau", "active_chain")}
-        return ("method", *by_method.get(self.method, (*lottery, "tau")))
+        """The fields that change this method's result, as the method declares them (BASELINE reads no τ)."""
+        return ("method", *self.declared.reads)
+
+    def own_params(self) -> dict[str, Any]:
+        """The values of the method's own parameters (a plugin's) that differ from their declared defaults."""
+        declared = self.declared.own()
+        return {k: v for k, v in self.params if k in declared and v != declared[k].default}
+
+    def param(self, method: Method, name: str) -> Any:
+        """A method's own parameter: its given value, else its declared default."""
+        declared = method.own()
+        if name not in declared:
+            raise MteError(f"method {method.name!r} reads parameter {name!r} but does not declare it in its params")
+        return dict(self.params).get(name, declared[name].default)
 
     def chain_seeds(self, seed: int) -> range:
-        """ACTIVE-LT: the seeds whose final masks seed `seed` is regularised towards, then `seed` itself."""
-        start = 0 if self.active_chain == "all" else seed - seed % GROUP_SIZE
-        return range(start, seed + 1)
+        """The seeds whose final masks seed `seed` needs, then `seed` itself (a chain method's; else `seed`)."""
+        return self.declared.chain_seeds(self, seed)
 
 
 MIN_MAX_LENGTH = 8
@@ -155,8 +170,7 @@ class RunSpec:
         check(self)
         self.task  # noqa: B018 (raises for an unknown task)
         m = self.method
-        if m.method not in METHODS:
-            raise MteError(f"unknown method {m.method!r}; choose one of: {', '.join(METHODS)}")
+        method = m.declared  # one line naming the known methods if there is none
         if not (0.0 <= m.sparsity < 1.0):
             raise MteError(f"sparsity must be in [0, 1), got {m.sparsity}")
         if m.tau < 0:
@@ -168,9 +182,16 @@ class RunSpec:
             raise MteError(f"bagging fraction must be in (0, 1], got {m.bagging_fraction}")
         if self.seed < 0:
             raise MteError(f"seed must be >= 0, got {self.seed}")
-        if m.method == "active-lt" and len(m.chain_seeds(self.seed)) > MAX_SEEDS:
-            raise MteError(f"active-lt seed {self.seed} would first train seeds {m.chain_seeds(self.seed)[0]}.."
+        if method.chain and len(m.chain_seeds(self.seed)) > MAX_SEEDS:
+            raise MteError(f"{m.method} seed {self.seed} would first train seeds {m.chain_seeds(self.seed)[0]}.."
                            f"{self.seed - 1}; a chain holds at most {MAX_SEEDS} seeds")
+        for name, value in m.params:
+            declared = next((x.own()[name] for x in methods.all_methods() if name in x.own()), None)
+            if declared is None:
+                raise MteError(f"unknown method parameter {name!r} (no loaded method declares it)")
+            if type(value) is not declared.type and not (declared.type is float and type(value) is int):
+                raise MteError(f"--{name.replace('_', '-')} must be a {declared.type.__name__}, got {value!r}")
+        method.check(m, self.seed)
         t = self.train
         if t.lr is not None and not t.lr > 0:
             raise MteError(f"learning rate must be > 0, got {t.lr}")
@@ -204,8 +225,9 @@ class RunSpec:
         }
 
     def key_payload(self) -> dict[str, Any]:
+        m = self.method
         return self.common_key_payload() | {
-            "method": non_default(self.method, self.method.relevant_fields()) | {"method": self.method.method}
+            "method": non_default(m, m.relevant_fields()) | m.own_params() | {"method": m.method}
         }
 
     def key(self, extra: Any = None) -> str:
@@ -227,4 +249,4 @@ class RunSpec:
         out: dict[str, Any] = {"seed": self.seed}
         for part in (self.data, self.model, self.train, self.method):
             out |= dataclasses.asdict(part)
-        return out
+        return out | dict(out.pop("params"))

@@ -19,8 +19,8 @@ import numpy as np
 
 from mte import data as data_mod
 from mte.errors import MteError
-from mte.finetunes import FineTuneRunner, Step
-from mte.hparams import LOTTERY_METHODS, RunSpec
+from mte.finetunes import FineTuneRunner
+from mte.hparams import MethodHparams, RunSpec
 from mte.masks import Mask
 from mte.models import check_model
 from mte.pruning import active_coefficients, random_coefficients, round_targets
@@ -71,9 +71,9 @@ def run_seed(
     test: bool = True,
     epoch_curves: bool = False,
 ) -> SeedResult:
-    """Train (or load) one seed of `spec.method`; ACTIVE-LT takes the earlier seeds' final masks. `test=False`
-    leaves the test split unevaluated (a later call that wants it adds it to the stored result); `epoch_curves`
-    evaluates dev after every epoch of the fine-tunes it trains, not only after the last."""
+    """Train (or load) one seed of `spec.method`; a chain method (ACTIVE-LT) takes the earlier seeds' final masks.
+    `test=False` leaves the test split unevaluated (a later call that wants it adds it to the stored result);
+    `epoch_curves` evaluates dev after every epoch of the fine-tunes it trains, not only after the last."""
     result = None
     for event in seed_rounds(spec, store, data_dir, prior_masks, on_step, on_fine_tune, test, epoch_curves):
         result = event.result
@@ -102,8 +102,9 @@ def seed_rounds(
     spec = spec.resolved()
     data_dir = data_mod.resolve_data_dir(data_dir)
     fingerprint = data_mod.data_fingerprint(spec.task, data_dir)
-    if spec.method.method != "active-lt" and prior_masks:
-        raise MteError("prior masks are only used by active-lt")
+    method = spec.method.declared
+    if not method.chain and prior_masks:
+        raise MteError(f"prior masks are only used by methods that chain seeds, not by {method.name}")
     priors = sorted(m.digest() for m in prior_masks)
     key = spec.key({"data": fingerprint, "priors": priors} if priors else {"data": fingerprint})
     with store.lock("runs", key):
@@ -113,20 +114,17 @@ def seed_rounds(
         return
     ws = open_workspace(spec, data_dir, store)
     for m in prior_masks:
-        m.check_compatible(ws.prunable, "active-lt prior mask")
+        m.check_compatible(ws.prunable, f"{method.name} prior mask")
     runner = FineTuneRunner(spec, ws, store, {"spec": spec.common_key_payload(), "data": fingerprint}, on_step,
                             test, epoch_curves)
-    plan = _imp_plan(spec, ws, prior_masks, priors) if spec.method.method in LOTTERY_METHODS else _dense_plan(spec)
+    plan = method.fine_tunes(SeedContext(spec.method, spec.seed, list(prior_masks), priors, ws))
     mask = Mask.dense(ws.prunable, spec.model.model)
-    targets = round_targets(mask.total, spec.method.sparsity, spec.method.rounds)
     rounds: list[FineTuneRecord] = []
-    keeps_head = spec.method.method in LOTTERY_METHODS and not spec.method.rewind_head
-    head = None  # the trained head the next fine-tune starts from (--no-rewind-head), with its key
+    head = None  # the trained head the next fine-tune starts from (a step that keeps its head), with its key
     for i, step in enumerate(plan):
         if on_fine_tune:
             on_fine_tune(i, len(plan), step.describe(mask))
-        prune_to = targets[i] if step.prune else None
-        done = runner.fine_tune(mask, step, prune_to, head, want_head=keeps_head and step.prune)
+        done = runner.fine_tune(mask, step, head)
         rounds.append(done.record)
         logits, head = done.logits, done.head
         event = RoundEvent(i, len(plan), done.record, logits["dev"])
@@ -180,38 +178,39 @@ def _dev_logits(folder: Path) -> np.ndarray | None:
     return load_array(path) if path.exists() else None
 
 
-def _imp_plan(spec: RunSpec, ws: Workspace, prior_masks: Sequence[Mask], priors: list[str]) -> list[Step]:
-    """IMP: `rounds` regularised pruning fine-tunes, then the ticket (never regularised)."""
-    reg_id, reg = _regulariser(spec, ws, prior_masks, priors)
-    n = spec.method.rounds
-    rounds = [Step(f"round {r + 1}/{n} ({{sparsity}} pruned)", True, reg_id, reg) for r in range(n)]
-    return [*rounds, Step("ticket ({sparsity} pruned)", False)]
+@dataclass
+class SeedContext:
+    """What a method's plan asks of the seed it trains (`mte.methods.Seed`), with the model at hand."""
 
+    hp: MethodHparams
+    seed: int
+    prior_masks: list[Mask]
+    prior_digests: list[str]
+    ws: Workspace
 
-def _dense_plan(spec: RunSpec) -> list[Step]:
-    """One dense fine-tune. BASELINE also stores the first IMP round's mask, so BASE-LT reuses it whole."""
-    method = spec.method.method
-    if method == "bagging":
-        return [Step(method, False, subset={"bagging": spec.method.bagging_fraction})]
-    return [Step(method, True)]
+    def param(self, name: str) -> Any:
+        return self.hp.param(self.hp.declared, name)
 
+    def targets(self) -> list[int]:
+        total = sum(p.numel() for p in self.ws.prunable.values())
+        return round_targets(total, self.hp.sparsity, self.hp.rounds)
 
-def _regulariser(spec: RunSpec, ws: Workspace, prior_masks: Sequence[Mask],
-                 priors: list[str]) -> tuple[Any, Regulariser | None]:
-    """The L1 regulariser of the pruning fine-tunes and its identity in the fine-tune's hash (None: none)."""
-    method, tau = spec.method.method, spec.method.tau
-    if method == "random-lt" and tau > 0:
-        shapes = {n: p.shape for n, p in ws.prunable.items()}
-        coef = random_coefficients(shapes, spec.method.sparsity, spec.seed)
-        return {"random": spec.seed, "p0": spec.method.sparsity, "tau": tau}, Regulariser(tau, coef)
-    if method == "active-lt" and tau > 0 and prior_masks:
-        return {"active": priors, "tau": tau}, Regulariser(tau, active_coefficients(prior_masks))
-    return None, None
+    def regulariser(self, tau: float, coefficients: str | dict[str, Any]) -> Regulariser:
+        if coefficients == "random":
+            shapes = {n: p.shape for n, p in self.ws.prunable.items()}
+            return Regulariser(tau, random_coefficients(shapes, self.hp.sparsity, self.seed))
+        if coefficients == "active":
+            if not self.prior_masks:
+                raise MteError("an 'active' regulariser needs the earlier seeds' masks (a chain method)")
+            return Regulariser(tau, active_coefficients(self.prior_masks))
+        if isinstance(coefficients, dict):
+            return Regulariser(tau, coefficients)
+        raise MteError(f"unknown regulariser coefficients {coefficients!r}: 'random', 'active' or a dict of tensors")
 
 
 def active_chain(spec: RunSpec, store: Store, seeds: Sequence[int], data_dir: str | Path | None = None,
                  on_seed: Callable[[int], None] | None = None, **kwargs: Any) -> list[SeedResult]:
-    """ACTIVE-LT over `seeds` in order: each seed's regulariser uses the final masks of those before it."""
+    """A chain method (ACTIVE-LT) over `seeds` in order: each seed is given the final masks of those before it."""
     results: list[SeedResult] = []
     for seed in seeds:
         if on_seed:

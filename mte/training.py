@@ -137,12 +137,14 @@ def fine_tune(
     device: torch.device | None = None,
     lane_dropout: bool | None = None,
     epoch_eval: bool = False,
+    stop_after: int | None = None,
 ) -> FineTuneResult:
     """Fine-tune `net` in place from its current weights; dev (and test) logits are the final model's.
 
     Dev is evaluated once, after the last epoch, unless `epoch_eval` asks for it after every epoch (per-epoch
     curves); every epoch records its train loss. `lane_dropout` (default: on CPU) swaps the model's dropout for
-    `mte.dropout`'s, in place.
+    `mte.dropout`'s, in place. `stop_after`: leave the weights as they are after that many optimizer steps
+    (the learning rate still decays over the whole fine-tune; nothing is evaluated): a late rewind point.
     """
     assert hp.lr is not None, "resolve the learning rate first"
     device = device or default_device()
@@ -174,6 +176,9 @@ def fine_tune(
             step += 1
             if on_step is not None:
                 on_step(step, total)
+            if step == stop_after:
+                result.steps = step
+                return result
         loss_sum = losses[epoch * steps_per_epoch:step].sum()
         check_finite(net, float(loss_sum), epoch, hp)
         record = {"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch}

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from mte import data as data_mod
-from mte.hparams import LOTTERY_METHODS, RunSpec
+from mte.hparams import RunSpec
+from mte.methods import dry
 from mte.models import Initial, load_model, load_tokenizer, prunable_parameters
 from mte.store import Store
 
@@ -36,29 +37,37 @@ def load_data(spec: RunSpec, data_dir: Path | None, store: Store | None = None) 
 
 @dataclass
 class Workspace:
-    """What all fine-tunes of one seed share: tokenised data, the model, and the point to rewind to (None for a
-    one-fine-tune method: its model is trained once, as loaded, and a copy of the weights would only cost memory)."""
+    """What all fine-tunes of one seed share: tokenised data (the method's training subset), the model, and the
+    points to rewind to: the initial weights (None for a one-fine-tune method: its model is trained once, as
+    loaded, and a copy of the weights would only cost memory) and, for late rewinding, the weights after k steps
+    of the seed's dense first fine-tune, made once and kept for the seed's later fine-tunes."""
 
     data: data_mod.TaskData
     net: nn.Module
     initial: Initial | None
     prunable: dict[str, nn.Parameter]
     pristine: bool = True  # the model holds its initial weights (nothing trained yet)
+    later: dict[int, Initial] = dataclasses.field(default_factory=dict)  # optimizer steps → weights then
 
-    def rewind(self, head: dict[str, torch.Tensor] | None = None) -> None:
-        """The model back at its initial weights (`head`: a trained head instead of the initial one)."""
-        if self.initial is not None:
-            self.initial.rewind(self.net, head)
+    def rewind(self, head: dict[str, torch.Tensor] | None = None, steps: int = 0) -> None:
+        """The model back at its initial weights, or (`steps`) at those of `later[steps]`; `head`: a trained
+        head instead of that point's."""
+        point = self.later[steps] if steps else self.initial
+        if point is not None:
+            point.rewind(self.net, head)
         elif not self.pristine or head:
             raise RuntimeError("this workspace kept no initial weights to rewind to (a one-fine-tune method)")
         self.pristine = False
 
 
 def open_workspace(spec: RunSpec, data_dir: Path | None, store: Store | None = None) -> Workspace:
+    """The seed's data, restricted to its method's training subset, and its model, with a copy of its initial
+    weights where the method's plan has more than one fine-tune (each starts again from them)."""
     data = load_data(spec, data_dir, store)
-    if spec.method.method == "bagging":
-        subset = data_mod.bagging_subset(len(data.train), spec.method.bagging_fraction, spec.seed)
+    method = spec.method.declared
+    subset = method.train_subset(spec.method, spec.seed, len(data.train))
+    if subset is not None:
         data = dataclasses.replace(data, train=data.train.subset(subset))
     net = load_model(spec.model, data.task, spec.seed)
-    initial = Initial.capture(net) if spec.method.method in LOTTERY_METHODS else None
+    initial = Initial.capture(net) if len(dry.plan(method, spec.method, spec.seed)) > 1 else None
     return Workspace(data, net, initial, prunable_parameters(net))

@@ -7,6 +7,7 @@ check costs milliseconds, not a model load.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -109,18 +110,22 @@ def _defaults(folder: Path, name: str) -> dict[str, Any]:
 
 def check_sizes(spec: RunSpec, sizes: dict[str, int], methods: tuple[str, ...], holdout_flag: str = "--holdout"
                 ) -> None:
-    """The splits a trial sees (after --holdout) and every BAGGING member's subset hold enough examples."""
+    """The splits a trial sees (after --holdout) and every method's training subset (BAGGING's) hold enough
+    examples."""
     train, dev = sizes.get("train", 0), sizes.get("dev", 0)
     if spec.data.holdout > 0 and min(train, dev) < MIN_EXAMPLES:
         raise MteError(f"{holdout_flag} {spec.data.holdout:g} of {train + dev} training examples leaves {train} to "
                        f"train on and {dev} to evaluate on; each needs at least {MIN_EXAMPLES}")
     if train < MIN_EXAMPLES:
         raise MteError(f"only {train} training example(s); at least {MIN_EXAMPLES} are needed")
-    if "bagging" in methods:
-        k = round(spec.method.bagging_fraction * train)
-        if k < MIN_EXAMPLES:
-            raise MteError(f"--bagging-fraction {spec.method.bagging_fraction:g} of {train} training examples "
-                           f"gives each BAGGING member {k}; at least {MIN_EXAMPLES} are needed")
+    for name in methods:
+        hp = dataclasses.replace(spec.method, method=name)
+        method = hp.declared
+        subset = method.train_subset(hp, 0, train)
+        if subset is not None and len(subset) < MIN_EXAMPLES:
+            given = (f"--bagging-fraction {hp.bagging_fraction:g} of {train} training examples gives"
+                     if "bagging_fraction" in method.reads else f"of {train} training examples, {name} gives")
+            raise MteError(f"{given} each {method.title()} member {len(subset)}; at least {MIN_EXAMPLES} are needed")
 
 
 def check_data_files(spec: RunSpec, data_dir: Path | None) -> None:

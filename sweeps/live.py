@@ -17,7 +17,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from mte.hparams import LOTTERY_METHODS
 from sweeps.plan import Unit
 
 IGNORED_METRICS = ("train_loss",)
@@ -45,10 +44,10 @@ def trial_error(trial: Any) -> str:
 
 
 class SweepView:
-    def __init__(self, units: list[Unit], done: set[Unit], trials: list[dict[str, Any]], rounds: int,
-                 console: Console, title: str):
+    def __init__(self, units: list[Unit], done: set[Unit], trials: list[dict[str, Any]],
+                 fine_tunes: dict[Unit, int], console: Console, title: str):
         self.status = {u: "done" if u in done else "pending" for u in units}
-        self.fine_tunes = {u: rounds + 1 if u.method in LOTTERY_METHODS else 1 for u in units}
+        self.fine_tunes = fine_tunes  # per unit, from its method's plan
         self.completed = {u: self.fine_tunes[u] if u in done else 0 for u in units}
         self.current: dict[Unit, str] = {}
         self.nodes: dict[Unit, str] = {}  # the node (host) running a unit

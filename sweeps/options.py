@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mte import methods as registry
 from mte.errors import MteError
 from mte.fields import check, from_dict, group, hp, to_dict
-from mte.hparams import METHODS, REGULARISED_METHODS, RunSpec
+from mte.hparams import RunSpec
+from mte.methods import dry
 from mte.paths import Paths
 from mte.store import check_root
 from sweeps.cluster import RayOptions
@@ -30,7 +32,8 @@ class SweepOptions:
 
     PANEL: ClassVar[str] = "Sweep"
     spec: RunSpec = group(RunSpec)
-    methods: tuple[str, ...] = hp(METHODS, "Methods: 'all' or a comma list.", choices=METHODS)
+    methods: tuple[str, ...] = hp(registry.PAPER, "Methods: 'all' (every loaded method, plugins' too) or a comma list.",
+                                  choices=registry.names)
     seeds: int = hp(20, "Seeds 0..N-1 of every method; one Ray Tune trial each.")
     tau_from_tuning: str | None = hp(None, "Use the best τ that `mte tune-tau` recorded in MLflow for this TASK "
                                            "(e.g. mrpc: the paper tunes τ once on MRPC and reuses it for every "
@@ -60,7 +63,7 @@ class SweepOptions:
         if self.seeds < 1:
             raise MteError(f"--seeds must be >= 1, got {self.seeds}")
         if not self.methods:
-            raise MteError("--methods is empty; give 'all' or a comma list of: " + ", ".join(METHODS))
+            raise MteError("--methods is empty; give 'all' or a comma list of: " + ", ".join(registry.names()))
         self.tracking.validate()
         check_root(self.paths.store)
         check_writable_folder(self.paths.store, "--out")
@@ -117,8 +120,9 @@ class TauOptions:
     @property
     def milestones(self) -> int:
         """Objective reports per sample (ASHA's max_t)."""
-        per_seed = self.spec.method.rounds + 1
-        return per_seed * (self.seeds_per_sample - 1 if self.spec.method.method == "active-lt" else 1)
+        method = self.spec.method.declared
+        per_seed = len(dry.plan(method, self.spec.method, 0))
+        return per_seed * (self.seeds_per_sample - 1 if method.chain else 1)
 
     @property
     def headline(self) -> str:
@@ -144,16 +148,17 @@ class TauOptions:
         if self.tune_on == "train-holdout" and not (0.0 < self.holdout_fraction < 1.0):
             raise MteError(f"--holdout-fraction must be in (0, 1), got {self.holdout_fraction:g}")
         method = self.spec.method.method
-        if method not in REGULARISED_METHODS:
-            raise MteError(f"--method: τ is used only by {' and '.join(REGULARISED_METHODS)}, got {method!r}")
+        tau_methods = [m.name for m in registry.all_methods() if m.uses_tau]
+        if not self.spec.method.declared.uses_tau:
+            raise MteError(f"--method: τ is used only by {' and '.join(tau_methods)}, got {method!r}")
         if self.num_samples < 1:
             raise MteError(f"--num-samples must be >= 1, got {self.num_samples}")
         if self.search == "grid" and self.num_samples < 2:
             raise MteError("--search grid needs --num-samples >= 2 (the grid's points)")
         if self.seeds_per_sample < 1:
             raise MteError(f"--seeds-per-sample must be >= 1, got {self.seeds_per_sample}")
-        if method == "active-lt" and self.seeds_per_sample < 2:
-            raise MteError("active-lt needs --seeds-per-sample >= 2: its seed 0 has no earlier masks, so τ does not "
+        if self.spec.method.declared.chain and self.seeds_per_sample < 2:
+            raise MteError(f"{method} needs --seeds-per-sample >= 2: its seed 0 has no earlier masks, so τ does not "
                            "act on it")
         if self.objective == "ensemble" and self.seeds_per_sample < 2:
             raise MteError("--objective ensemble needs --seeds-per-sample >= 2 (or use --objective single)")

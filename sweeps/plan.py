@@ -1,29 +1,25 @@
 """What a sweep runs: units (method, seed), the hashes that name them, and the Ray Tune trials that run them.
 
-ACTIVE-LT seed i needs the final masks of seeds 0..i−1, so all its seeds form one *chain* trial that runs
-them in order (logging one MLflow run per seed) and is scheduled first; every other (method, seed) is an
-independent trial that fills the remaining slots. The chain is the sweep's inherent critical path; starting
-it first keeps it from finishing last, and no slot ever sits waiting on another trial's mask.
+A chain method's seed i needs the final masks of the seeds before it (ACTIVE-LT: 0..i−1), so its seeds form one
+*chain* trial that runs them in order (logging one MLflow run per seed) and is scheduled first; every other
+(method, seed) is an independent trial that fills the remaining slots. The chain is the sweep's inherent critical
+path; starting it first keeps it from finishing last, and no slot ever sits waiting on another trial's mask.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mte import data as data_mod
-from mte.errors import MteError
-from mte.hparams import METHODS, MethodHparams, RunSpec, check_seed_count, digest, non_default
+from mte import methods
+from mte.hparams import MethodHparams, RunSpec, check_seed_count, digest, non_default
 from mte.lottery import check_inputs
+from mte.methods import dry
 from sweeps.inputs import check_data_files, check_model_files, check_sizes
-
-CHAIN_METHOD = "active-lt"
-# Longest first (IMP trials before single fine-tunes), so no slot idles at the end behind one long trial; and
-# trials whose work overlaps (BASELINE seed s is round 0 of BASE-LT seed s; ACTIVE-LT seed 0 is BASE-LT
-# seed 0) are not run side by side, where one would wait on the other's store lock.
-TRIAL_ORDER = ("random-lt", "base-lt", "bagging", "baseline")
 
 
 @dataclass(frozen=True)
@@ -51,9 +47,6 @@ class SweepPlan:
     @classmethod
     def build(cls, base: RunSpec, methods: tuple[str, ...], seeds: int, data_dir: str | Path | None) -> SweepPlan:
         check_seed_count(seeds)
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise MteError(f"unknown method {unknown[0]!r}; choose one of: {', '.join(METHODS)}")
         for m in methods:  # validate every method's spec before anything is started or recorded
             base.with_method(m).resolved()
         base = base.resolved()
@@ -96,43 +89,46 @@ class SweepPlan:
         return [Unit(m, s) for m in self.methods for s in range(self.seeds)]
 
     def fine_tunes(self) -> tuple[int, int]:
-        """(distinct, total) fine-tunes of every unit: BASELINE and BAGGING train once, the *-LT methods rounds+1
-        times. The store runs shared work once (`mte.lottery`): BASELINE seed s is round 0 of BASE-LT seed s, and
-        an ACTIVE-LT chain's first seed, which has no earlier masks, is BASE-LT's seed."""
-        rounds = self.base.method.rounds + 1
-        distinct: set[tuple[str, int, int]] = set()
+        """(distinct, total) fine-tunes of every unit, counted from the methods' plans: the store runs shared work
+        once (`mte.lottery`), e.g. BASELINE seed s is round 0 of BASE-LT seed s, and an ACTIVE-LT chain's first
+        seed, which has no earlier masks, is BASE-LT's seed."""
+        distinct: set = set()
         total = 0
         for u in self.units:
-            kind = u.method
-            if kind == CHAIN_METHOD and self.base.method.chain_seeds(u.seed)[0] == u.seed:
-                kind = "base-lt"
-            work = [(kind, u.seed, 0)] if kind in ("baseline", "bagging") else \
-                [(kind, u.seed, r) for r in range(rounds)]
-            if kind == "base-lt":
-                work[0] = ("baseline", u.seed, 0)
+            work = self.identities(u)
             total += len(work)
             distinct.update(work)
         return len(distinct), total
 
+    def identities(self, unit: Unit) -> list:
+        spec = self.spec(unit)
+        return dry.identities(spec.method.declared, spec.method, unit.seed)
+
     def trials(self, finished: set[str]) -> list[dict[str, Any]]:
-        """Trial descriptions for the units whose hash is not in `finished`, the ACTIVE-LT chain first."""
+        """Trial descriptions for the units whose hash is not in `finished`: chains first, then the independent
+        units, longest first (most fine-tunes), so no slot idles at the end behind one long trial. Units whose
+        work a chain's first seed shares come last, where they do not wait on its store lock."""
         out: list[dict[str, Any]] = []
-        starts: set[int] = set()
-        if CHAIN_METHOD in self.methods:
-            method = self.base.method
+        shared: set = set()
+        for name in self.methods:
+            method = methods.get(name)
+            if not method.chain:
+                continue
             chains: dict[int, list[int]] = {}  # chain start → its seeds (one chain, or one per seed group)
             for s in range(self.seeds):
-                chains.setdefault(method.chain_seeds(s)[0], []).append(s)
+                chains.setdefault(method.chain_seeds(self.base.method, s)[0], []).append(s)
             for start, seeds in chains.items():
-                todo = [s for s in seeds if self.unit_hash(Unit(CHAIN_METHOD, s)) not in finished]
+                shared.update(self.identities(Unit(name, start)))
+                todo = [s for s in seeds if self.unit_hash(Unit(name, s)) not in finished]
                 if todo:  # runs seeds up to the last missing one; finished ones only supply their masks
-                    name = f"{CHAIN_METHOD}-chain" + (f"-{start}" if len(chains) > 1 else "")
-                    out.append(self._trial(name, CHAIN_METHOD, list(range(start, max(todo) + 1)), todo))
-            starts = set(chains)
-        independent = [u for u in self.units if u.method != CHAIN_METHOD and self.unit_hash(u) not in finished]
-        shares_chain_work = {(m, s) for m in ("base-lt", "baseline") for s in starts}
-        independent.sort(key=lambda u: ((u.method, u.seed) in shares_chain_work, TRIAL_ORDER.index(u.method),
-                                        u.seed))
+                    trial = f"{name}-chain" + (f"-{start}" if len(chains) > 1 else "")
+                    out.append(self._trial(trial, name, list(range(start, max(todo) + 1)), todo))
+        independent = [u for u in self.units if not methods.get(u.method).chain
+                       and self.unit_hash(u) not in finished]
+        work = {u: self.identities(u) for u in self.units}
+        uses = collections.Counter(i for w in work.values() for i in set(w))
+        independent.sort(key=lambda u: (bool(shared.intersection(work[u])), -len(work[u]),
+                                        any(uses[i] > 1 for i in work[u]), self.methods.index(u.method), u.seed))
         out += [self._trial(u.name, u.method, [u.seed], [u.seed]) for u in independent]
         return out
 

@@ -13,7 +13,8 @@ win (`mte sweep --preset NAME --dry-run` prints the options a sweep would use).
 from __future__ import annotations
 
 from mte.errors import MteError
-from mte.hparams import METHODS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.methods import PAPER
 from sweeps.options import SweepOptions
 
 PRESETS: dict[str, SweepOptions] = {
@@ -21,13 +22,13 @@ PRESETS: dict[str, SweepOptions] = {
         spec=RunSpec(DataHparams(task="mrpc", train_limit=192, eval_limit=128, max_length=128),
                      ModelHparams(model="minilm"), TrainHparams(epochs=2, batch_size=8),
                      MethodHparams(rounds=1, sparsity=0.3)),
-        methods=METHODS, seeds=3, preset="quick"),
+        methods=PAPER, seeds=3, preset="quick"),
     "paper": SweepOptions(
         spec=RunSpec(DataHparams(task="mrpc", max_length=128), ModelHparams(model="bert-base-uncased", dropout=0.1),
                      TrainHparams(lr=None, epochs=3, batch_size=32, max_grad_norm=1.0, weight_decay=0.0,
                                   group_by_length=False),
                      MethodHparams(rounds=3, sparsity=0.3)),
-        methods=METHODS, seeds=20, tau_from_tuning="mrpc", preset="paper"),
+        methods=PAPER, seeds=20, tau_from_tuning="mrpc", preset="paper"),
 }
 
 

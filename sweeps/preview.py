@@ -5,18 +5,18 @@ Everything here only reads: no tracking database, experiment or run is created t
 
 from __future__ import annotations
 
+from mte import methods
 from sweeps.options import SweepOptions
-from sweeps.plan import CHAIN_METHOD, SweepPlan
+from sweeps.plan import SweepPlan
 
 
 def tau_lines(o: SweepOptions, plan: SweepPlan, uri: str, origin: str) -> tuple[SweepPlan | None, list[str]]:
     """The plan with the τ it would use (None: the tuning it names is not recorded yet), and lines saying so."""
     from mte.errors import MteError
-    from mte.hparams import REGULARISED_METHODS
     from tracking.tau import tuned_tau_at
 
     if not o.tau_from_tuning:
-        if any(m in REGULARISED_METHODS for m in plan.methods):
+        if any(methods.get(m).uses_tau for m in plan.methods):
             return plan, [f"τ: --tau {plan.base.method.tau:g} ({origin})"]
         return plan, ["τ: not used (no regularised method)"]
     head = f"τ: from --tau-from-tuning {o.tau_from_tuning} ({origin}), not --tau"
@@ -47,12 +47,13 @@ def work_lines(plan: SweepPlan, finished: dict[str, str] | None) -> list[str]:
     """Trials and fine-tunes of the whole sweep, and what is left of them given the units already `finished`
     (None: not known, because τ is not)."""
     trials = plan.trials(set())
-    chains = [t for t in trials if t["method"] == CHAIN_METHOD]
+    chains = [t for t in trials if methods.get(t["method"]).chain]
     units = len(plan.units)
     distinct, total = plan.fine_tunes()
     shared = (f", {total} counted per method (BASELINE seed s is round 0 of BASE-LT seed s; an ACTIVE-LT chain's "
               "first seed is BASE-LT's)") if total != distinct else ""
-    chain_note = (f": {len(chains)} ACTIVE-LT chain(s) of {', '.join(str(len(t['seeds'])) for t in chains)} seeds "
+    kinds = ", ".join(methods.label(m) for m in dict.fromkeys(t["method"] for t in chains))
+    chain_note = (f": {len(chains)} {kinds} chain(s) of {', '.join(str(len(t['seeds'])) for t in chains)} seeds "
                   f"and {len(trials) - len(chains)} single-seed trials") if chains else ""
     lines = [f"work: {len(trials)} trials{chain_note}, for {units} (method, seed) units; "
              f"{distinct} distinct fine-tunes{shared}"]

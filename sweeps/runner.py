@@ -28,6 +28,7 @@ from sweeps.options import SweepOptions
 from sweeps.plan import SweepPlan, Unit
 from sweeps.session import (
     if_ray_lost,
+    plugin_config,
     preflight,
     quiet_fit,
     ray_cluster,
@@ -165,7 +166,7 @@ def _tune(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done: 
     from sweeps.trial import run_trial
     from sweeps.tune_view import TuneSweepView
 
-    view = TuneSweepView(plan.units, done, trials, plan.base.method.rounds, console,
+    view = TuneSweepView(plan.units, done, trials, _fine_tunes(plan), console,
                          f"{plan.base.data.task} sweep {plan.sweep_hash[:8]}")
     tuner = tune.Tuner(
         tune.with_resources(run_trial, o.ray.trial_resources),
@@ -186,11 +187,16 @@ def _local(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done:
     from sweeps.live import SweepView
     from sweeps.local import run_local
 
-    view = SweepView(plan.units, done, trials, plan.base.method.rounds, console,
+    view = SweepView(plan.units, done, trials, _fine_tunes(plan), console,
                      f"{plan.base.data.task} sweep {plan.sweep_hash[:8]} (local)")
     with view:
         interrupted = run_local(trials, _shared(plan, o, uri, experiment_id, parent), view, o.ray)
     return view.errors, interrupted
+
+
+def _fine_tunes(plan: SweepPlan) -> dict[Unit, int]:
+    """Fine-tunes per unit, for the live view's progress."""
+    return {u: len(plan.identities(u)) for u in plan.units}
 
 
 def _shared(plan: SweepPlan, o: SweepOptions, uri: str, experiment_id: str, parent: str) -> dict[str, Any]:
@@ -206,7 +212,7 @@ def _shared(plan: SweepPlan, o: SweepOptions, uri: str, experiment_id: str, pare
             "data_dir": str(plan.data_dir) if plan.data_dir else None, "experiment_id": experiment_id,
             "parent_run_id": parent, "sweep_hash": plan.sweep_hash, "cpus_per_trial": o.ray.cpus_per_trial,
             "test_crash": os.environ.get(TEST_CRASH_ENV), "system_metrics": o.system_metrics,
-            "epoch_curves": o.epoch_curves}
+            "epoch_curves": o.epoch_curves} | plugin_config()
 
 
 def _trial_name(trial: Any) -> str:

@@ -172,3 +172,11 @@ def run_config(name: str, storage_path: str, callbacks: list, max_failures: int)
 
     return tune.RunConfig(name=name, storage_path=storage_path, verbose=0, callbacks=callbacks,
                           failure_config=tune.FailureConfig(max_failures=max_failures))
+
+
+def plugin_config() -> dict[str, Any]:
+    """The plugins this process loaded, for every trial's config (a file's text travels with it, so the nodes of
+    a cluster need no copy); nothing where none is loaded."""
+    from mte import plugins
+
+    return {"plugins": plugins.loaded()} if plugins.loaded() else {}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mte.errors import MteError, first_line
-from mte.hparams import METHODS
+from mte.methods import order as method_order
 from mte.results import SeedResult
 from mte.store import damage
 from sweeps.plan import SweepPlan, Unit
@@ -71,7 +71,7 @@ def stored_sweeps(root: Path) -> list[StoredSweep]:
         found.results[unit_hash], found.folders[unit_hash] = result, folder  # a later entry of one unit wins
         newest[plan.sweep_hash] = folder.stat().st_mtime
     for s in sweeps.values():
-        order = {m: i for i, m in enumerate(METHODS)}
+        order = {m: i for i, m in enumerate(method_order({r.spec.method.method for r in s.results.values()}))}
         keys = sorted(s.results, key=lambda k: (order[s.results[k].spec.method.method], s.results[k].spec.seed))
         s.results = {k: s.results[k] for k in keys}
         s.folders = {k: s.folders[k] for k in keys}

@@ -20,7 +20,7 @@ from rich.console import Console
 from mte.errors import MteError
 from sweeps.cluster import check_nodes
 from sweeps.options import TauOptions
-from sweeps.session import preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store_path
+from sweeps.session import plugin_config, preflight, quiet_fit, ray_cluster, run_config, storage_path, trial_store_path
 from sweeps.tau_report import TuningOutcome, plot_objective, print_summary
 
 console = Console(stderr=True, soft_wrap=True)  # piped to a log, a line stays one line
@@ -136,7 +136,7 @@ def _tune(o: TauOptions, uri: str, experiment_id: str, parent: str, data_dir: Pa
               "store_run": store_run(MlflowClient(uri)) if remote else None, "experiment_id": experiment_id,
               "parent_run_id": parent, "data_dir": str(data_dir) if data_dir else None,
               "seeds": o.seeds_per_sample, "objective": o.objective, "tune_on": o.tune_on,
-              "cpus_per_trial": o.ray.cpus_per_trial, "milestones": o.milestones}
+              "cpus_per_trial": o.ray.cpus_per_trial, "milestones": o.milestones} | plugin_config()
     search_alg, space, num_samples = search_setup(o)
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=o.milestones, grace_period=1,
                                reduction_factor=REDUCTION_FACTOR) if o.early_stop else None)

@@ -26,11 +26,13 @@ from mlflow import MlflowClient
 from ray import tune
 from rich.console import Console
 
+from mte import plugins
 from mte.analysis.ensembles import member_outputs
 from mte.data import eval_labels, resolve_data_dir
 from mte.errors import MteError
 from mte.hparams import RunSpec
 from mte.lottery import RoundEvent, seed_rounds
+from mte.methods import dry
 from mte.metrics import task_metrics
 from mte.store import Store
 from mte.tasks import TaskSpec
@@ -44,6 +46,7 @@ Milestone = tuple[int, list[RoundEvent]]  # (IMP round, the events of the seeds 
 def tau_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
     """Ray Tune trainable: `config["tau"]` from the search algorithm, `shared` the same for every sample."""
     _use_assigned_devices(shared["cpus_per_trial"])
+    plugins.load_sources(shared.get("plugins", []))
     tau = float(config["tau"])
     spec = RunSpec.from_dict(shared["spec"]).with_method(tau=tau).resolved()
     task = spec.task
@@ -73,20 +76,21 @@ def tau_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
 
 def milestones(spec: RunSpec, store: Store, data_dir: str | Path | None, seeds: int) -> Iterator[Milestone]:
     """The trial's milestones in order; every seed's result is stored before its last fine-tune is yielded."""
-    if spec.method.method == "active-lt":
+    method = spec.method.declared
+    if method.chain:
         rounds: list[list[RoundEvent]] = []  # per seed: its events so far
         masks = []
         for s in range(seeds):
             rounds.append([])
             for event in _scored(seed_rounds(dataclasses.replace(spec, seed=s), store, data_dir, list(masks))):
                 rounds[s].append(event)
-                if s > 0:  # seed 0 has no earlier masks: no regulariser, the same for every τ
+                if s > 0:  # seed 0 has no earlier masks: no regulariser (ACTIVE-LT's), the same for every τ
                     yield event.index, [rounds[j][event.index] for j in range(s + 1)]
                 if event.result is not None:
                     masks.append(event.result.mask)
         return
     gens = [_scored(seed_rounds(dataclasses.replace(spec, seed=s), store, data_dir)) for s in range(seeds)]
-    for r in range(spec.method.rounds + 1):
+    for r in range(len(dry.plan(method, spec.method, 0))):
         yield r, [next(g) for g in gens]  # seeds in order, so concurrent trials take store locks in one order
 
 

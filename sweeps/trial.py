@@ -1,4 +1,4 @@
-"""What runs inside a trial: one (method, seed), or the ACTIVE-LT chain of seeds in order.
+"""What runs inside a trial: one (method, seed), or a chain method's seeds in order (ACTIVE-LT's).
 
 Each seed goes through the science core (`run_seed`, shared hash-keyed store, so work another trial did is
 loaded rather than redone) and is then recorded as one nested MLflow run. Progress is reported to the
@@ -21,12 +21,12 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from mte import methods, plugins
 from mte.errors import MteError
 from mte.hparams import RunSpec
 from mte.lottery import run_seed
 from mte.masks import Mask
 from mte.store import Store
-from sweeps.plan import CHAIN_METHOD
 from tracking.trial_runs import finished_hashes, log_seed_result, open_trial_run, recorded_mask
 
 log = logging.getLogger("mte.sweep")
@@ -49,21 +49,23 @@ def run_units(sweep: dict[str, Any], trial: dict[str, Any], report: Callable[[di
     reaches the driver (`report`) and which node ran it (`node`, tags of each seed's run)."""
     client = MlflowClient(sweep["tracking_uri"])
     store = trial_store(sweep, client)
+    plugins.load_sources(sweep.get("plugins", []))
     base = RunSpec.from_dict(sweep["spec"])
     method = trial["method"]
+    chain = methods.get(method).chain
     spec = dataclasses.replace(base, method=dataclasses.replace(base.method, method=method))
     finished = finished_hashes(client, sweep["experiment_id"], sweep["parent_run_id"])
     priors: list[Mask] = []
     for seed in trial["seeds"]:
         unit_hash = trial["hashes"][str(seed)]
         if unit_hash in finished:  # recorded already: the chain needs only its mask, if undamaged
-            if method != CHAIN_METHOD:
+            if not chain:
                 continue
             mask, damage = recorded_mask(client, finished[unit_hash])
             if mask is not None:
                 priors.append(mask)
                 continue
-            log.warning("run %s (active-lt seed %d): its %s; computing the mask again", finished[unit_hash], seed,
+            log.warning("run %s (%s seed %d): its %s; computing the mask again", finished[unit_hash], method, seed,
                         damage)
         start_ms = int(time.time() * 1000)
         report({"event": "start", "seed": seed, "node": node["node.host"]})
@@ -75,7 +77,7 @@ def run_units(sweep: dict[str, Any], trial: dict[str, Any], report: Callable[[di
 
         seed_spec = dataclasses.replace(spec, seed=seed)
         with _system_metrics(client, sweep, unit_hash, seed_spec, start_ms) as open_run:
-            result = run_seed(seed_spec, store, sweep["data_dir"], prior_masks=priors if method == CHAIN_METHOD else (),
+            result = run_seed(seed_spec, store, sweep["data_dir"], prior_masks=priors if chain else (),
                               on_step=crash.on_step, on_fine_tune=fine_tune_started,
                               epoch_curves=sweep.get("epoch_curves", False))
         run_id = log_seed_result(client, sweep["experiment_id"], sweep["parent_run_id"],
@@ -86,7 +88,7 @@ def run_units(sweep: dict[str, Any], trial: dict[str, Any], report: Callable[[di
         report({"event": "done", "seed": seed, "run_id": run_id, "metrics": result.metrics,
                      "sparsity": result.mask.sparsity, "elapsed_s": result.elapsed_s,
                      "reused": all(r.reused for r in result.rounds)})
-        if method == CHAIN_METHOD:
+        if chain:
             priors.append(result.mask)
 
 

@@ -8,8 +8,9 @@ import torch
 from conftest import SHARED_GLUE
 
 from mte.batches import train_batches
-from mte.data import bagging_subset, read_tsv_split
+from mte.data import read_tsv_split
 from mte.errors import MteError
+from mte.methods.bagging import bagging_subset
 from mte.tasks import get_task
 
 MRPC = get_task("mrpc")

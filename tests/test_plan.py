@@ -2,7 +2,8 @@
 
 import dataclasses
 
-from mte.hparams import METHODS, DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.hparams import DataHparams, MethodHparams, ModelHparams, RunSpec, TrainHparams
+from mte.methods import PAPER as METHODS
 from sweeps.plan import SweepPlan, Unit
 
 BASE = RunSpec(DataHparams(train_limit=16, eval_limit=8), ModelHparams(), TrainHparams(epochs=1), MethodHparams())

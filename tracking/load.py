@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from mte.errors import MteError, first_line
-from mte.hparams import METHODS
+from mte.methods import names as method_names
 from mte.results import SeedResult
 from mte.store import damage
 from tracking.experiment import find_parent
@@ -98,7 +98,7 @@ def load_sweep_runs(experiment_name: str, tracking_uri: str | None = None, paren
             folder.mkdir(parents=True, exist_ok=True)
             local = Path(retry(client.download_artifacts, run.info.run_id, "", str(folder)))
             out.append(SweepRun(run.info.run_id, run.data.tags.get(HASH, ""), load_result(run, local)))
-    order = {m: i for i, m in enumerate(METHODS)}
+    order = {m: i for i, m in enumerate(method_names())}
     out.sort(key=lambda r: (order.get(r.result.spec.method.method, len(order)), r.result.spec.seed))
     return out
 
@@ -191,7 +191,7 @@ def sweep_frame(experiment: str = "mte", tracking_uri: str | None = None, run_id
     import pandas as pd
 
     client, experiment_id, parent = open_sweep(experiment, tracking_uri, run_id)
-    order = {m: i for i, m in enumerate(METHODS)}
+    order = {m: i for i, m in enumerate(method_names())}
     rows = []
     for run in trial_runs(client, experiment_id, parent):
         tags = run.data.tags

@@ -126,10 +126,10 @@ def tuned_tau(client: MlflowClient | None, source: str, model: str, methods: tup
     finished tuning for `model` and the method is used) or the tuning runs themselves (a comma list of run ids:
     what a resumed sweep uses, so that a newer tuning cannot change it). MteError (one line) if one is missing.
     No client: a store that does not exist, so holds no tuning."""
-    from mte.hparams import REGULARISED_METHODS
+    from mte import methods as registry
     from mte.tasks import get_task
 
-    regularised = [m for m in methods if m in REGULARISED_METHODS]
+    regularised = [m for m in methods if registry.get(m).uses_tau]
     if not regularised:
         raise MteError(f"--tau-from-tuning: none of the methods ({', '.join(methods)}) uses τ")
     ids = [i.strip() for i in source.split(",") if i.strip()]

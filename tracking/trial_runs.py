@@ -110,15 +110,17 @@ def trial_tags(result: SeedResult, sweep_hash: str, unit_hash: str, parent_run_i
 
 
 def trial_params(spec: RunSpec) -> dict[str, Any]:
-    """The hyperparameters that determine this run's result: the method's own (τ, sparsity and rounds only for
-    *-LT, the bagging fraction only for BAGGING); the target sparsity is a param, the measured one a metric."""
+    """The hyperparameters that determine this run's result: those its method reads (τ, sparsity and rounds only
+    for *-LT, the bagging fraction only for BAGGING) and a plugin method's own parameters; the target sparsity is
+    a param, the measured one a metric."""
     out = {"seed": spec.seed, "method": spec.method.method}
     for part in (spec.data, spec.model, spec.train):
         out |= dataclasses.asdict(part)
     for name in spec.method.relevant_fields():
         if name != "method":
             out["target_sparsity" if name == "sparsity" else name] = getattr(spec.method, name)
-    return out
+    method = spec.method.declared
+    return out | {p.name: spec.method.param(method, p.name) for p in method.params}
 
 
 def result_metrics(result: SeedResult, now_ms: int, prefix: str = "dev_") -> list[Metric]:

@@ -27,7 +27,7 @@ from mte.analysis.overlap import iou_matrix, mean_off_diagonal
 from mte.analysis.resultset import ResultSet, method_order
 from mte.analysis.significance import Comparison, compare
 from mte.errors import MteError
-from mte.hparams import GROUP_SIZE, LOTTERY_METHODS
+from mte.hparams import GROUP_SIZE
 from mte.metrics import predictions
 from mte.tasks import TaskSpec
 
@@ -145,7 +145,7 @@ def ensemble_table(rs: ResultSet, ens: dict[str, MethodEnsembles], sizes: tuple[
             table[f"{col}_best"] = np.isfinite(table[col]) & (table[col] == best)
     tickets = {m: learning.winning_tickets(e.single[headline], ens[BASELINE].single[headline],
                                            learning.learned(e.single, rs.labels, (headline,)))
-               for m, e in ens.items() if m in LOTTERY_METHODS and BASELINE in ens}
+               for m, e in ens.items() if rs.prunes(m) and BASELINE in ens}
     table["winning_tickets"] = [tickets[m].winning if tickets.get(m) else np.nan for m in table.method]
     table["winning_share"] = [tickets[m].share if tickets.get(m) else np.nan for m in table.method]
     table["winning_threshold"] = [tickets[m].threshold if tickets.get(m) else np.nan for m in table.method]

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mte import methods as registry
+
 IOU_SCALE = (0.0, 1.0)  # Fig. 4's colours: one fixed scale, comparable across methods and reports
 
 
 def label(method: str) -> str:
-    return method.upper()
+    return registry.label(method)
 
 
 def caveat(fig: Figure, text: str | None) -> None:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mte import methods as registry
 from mte.errors import MteError
-from mte.hparams import LOTTERY_METHODS, METHODS
 from mte.tasks import TaskSpec, get_task
 
 if TYPE_CHECKING:  # keeps torch (imported by mte.results) out of the analysis
@@ -32,10 +32,16 @@ class Member:
     sparsity_all: float | None = None  # the weights removed as a fraction of all the model's parameters
 
 
+def prunes(method: str, sparsity: float) -> bool:
+    """Whether a method's members are sparse tickets: as it declares, or (a plugin's method not loaded for the
+    report) whether its masks remove weights."""
+    found = registry.find(method)
+    return found.prunes if found is not None else sparsity > 0
+
+
 def method_order(methods: Iterable[str]) -> list[str]:
-    """The paper's method order (METHODS), then any others alphabetically."""
-    methods = set(methods)
-    return [m for m in METHODS if m in methods] + sorted(methods - set(METHODS))
+    """The registry's order (the paper's methods, then plugins' as loaded), then unknown ones alphabetically."""
+    return registry.order(set(methods))
 
 
 @dataclass
@@ -87,7 +93,7 @@ class ResultSet:
                                f"({len(r.dev_labels)} vs {len(labels)} labels, or a different order)")
         members = [
             Member(r.spec.method.method, r.spec.seed, np.asarray(r.dev_logits, dtype=np.float32),
-                   r.mask.flat() if r.spec.method.method in LOTTERY_METHODS else None, r.mask.sparsity,
+                   r.mask.flat() if prunes(r.spec.method.method, r.mask.sparsity) else None, r.mask.sparsity,
                    (r.mask.total - r.mask.kept) / r.model_params if r.model_params else None)
             for r in results
         ]
@@ -96,6 +102,10 @@ class ResultSet:
     @property
     def methods(self) -> list[str]:
         return list(self.members)
+
+    def prunes(self, method: str) -> bool:
+        """Whether `method`'s members are sparse tickets (their masks are kept for the overlap figures)."""
+        return any(m.mask is not None for m in self.members.get(method, []))
 
     def seeds(self, method: str) -> list[int]:
         return [m.seed for m in self.members.get(method, [])]

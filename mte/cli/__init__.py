@@ -16,9 +16,25 @@ import sys
 import typer
 from rich.console import Console
 
-from mte.cli import import_store, report, run, sweep, tune_tau, ui
-from mte.cli.options import HelpCommand
+from mte.cli.options import CLASHES, HelpCommand, plugin_args
 from mte.errors import MteError, first_line
+
+
+def _preload_plugins() -> MteError | None:
+    """Load the plugins this process's command line names before the commands are declared, so that their
+    parameters become flags (`mte.cli.options`); an error is kept to be reported as the command's one line."""
+    from mte import plugins
+
+    try:
+        plugins.load(plugin_args(sys.argv[1:]))
+    except MteError as e:
+        return e
+    return None
+
+
+_plugin_error = _preload_plugins()
+
+from mte.cli import import_store, report, run, sweep, tune_tau, ui  # noqa: E402  (after the plugins: their flags)
 
 app = typer.Typer(
     help="Multi-Ticket Ensembles: ensembles of different winning tickets of one pretrained transformer.",
@@ -81,6 +97,14 @@ def _main(args: list[str] | None) -> None:
     _warnings_as_lines()
     terminated = _terminate_like_interrupt()
     try:
+        if _plugin_error is not None:
+            raise _plugin_error
+        if CLASHES:
+            raise MteError(CLASHES[0])
+        if args is not None:
+            from mte import plugins
+
+            plugins.load(plugin_args(args))
         code = app(args=args, standalone_mode=False)
     except MteError as e:
         _error(str(e))

@@ -23,6 +23,8 @@ from mte import fields
 from mte.errors import MteError
 
 CONTEXT = "_typer_context"  # Typer passes the click context to a parameter annotated typer.Context
+PLUGIN_PARAM = "_plugins"
+CLASHES: list[str] = []  # plugin parameters whose flag a command already has: `mte.cli.main` refuses to run
 Given = dict[str, set[fields.Path_]]  # parameter name → paths of the fields given on the command line
 
 
@@ -61,6 +63,26 @@ def _definitions(records: list[tuple[str, str]], width: int, indent: int, col_ma
     return "\n".join(lines) + "\n"
 
 
+PLUGIN = typer.Option(
+    None, "--plugin", metavar="PATH_OR_MODULE", rich_help_panel="Plugins",
+    help="A Python file or module that registers methods (repeatable); their names become --method(s) values "
+         "and their parameters flags (--help shows them when given with --plugin). A sweep sends them to "
+         "every trial. Installed packages add methods through the `mte.methods` entry-point group.")
+
+
+def plugin_args(argv: list[str]) -> list[str]:
+    """The --plugin values of a command line, read before the command is parsed (its flags depend on them)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--plugin" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif arg.startswith("--plugin="):
+            out.append(arg.split("=", 1)[1])
+    return out
+
+
 def flag(leaf: fields.Leaf) -> str:
     return leaf.meta.get("flag") or "--" + leaf.name.replace("_", "-")
 
@@ -84,7 +106,7 @@ def _annotation(leaf: fields.Leaf) -> Any:
 
 
 def _metavar(leaf: fields.Leaf) -> str | None:
-    choices = leaf.meta.get("choices")
+    choices = leaf.choices
     if choices and _is_tuple(leaf.type):
         return "all|" + ",".join(choices)
     if choices:
@@ -96,7 +118,7 @@ def _default(leaf: fields.Leaf) -> Any:
     if _is_tuple(leaf.type):
         if leaf.default is None:
             return None
-        if leaf.meta.get("choices") and tuple(leaf.default) == tuple(leaf.meta["choices"]):
+        if leaf.choices and tuple(leaf.default) == leaf.choices:
             return "all"
         return ",".join(map(str, leaf.default))
     return leaf.default
@@ -107,7 +129,7 @@ def parse_list(leaf: fields.Leaf, text: str | None) -> tuple | None:
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
-    choices = leaf.meta.get("choices")
+    choices = leaf.choices
     if choices:
         if [i.lower() for i in items] == ["all"]:
             return tuple(choices)
@@ -137,9 +159,10 @@ def _option(leaf: fields.Leaf, panel: str) -> Any:
                         show_envvar=bool(leaf.meta.get("envvar")), metavar=metavar, rich_help_panel=panel)
 
 
-def options(exclude: tuple[str, ...] = (), **groups: type) -> Callable:
+def options(exclude: tuple[str, ...] = (), plugins: bool = False, **groups: type) -> Callable:
     """Decorator: flags for every leaf field of each dataclass in `groups` (except the dotted paths or names in
-    `exclude`); the command receives the built objects under the same keyword names."""
+    `exclude`); the command receives the built objects under the same keyword names. `plugins`: the command
+    takes --plugin (loaded before the command line is parsed: `mte.cli`)."""
 
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
@@ -148,9 +171,28 @@ def options(exclude: tuple[str, ...] = (), **groups: type) -> Callable:
         hints = typing.get_type_hints(fn)
         added: list[inspect.Parameter] = []
         where: dict[str, tuple[str, fields.Leaf]] = {}  # python name → (group, leaf)
+        expanded: dict[str, tuple[str, fields.Leaf, str]] = {}  # python name → (group, leaf it fills, key)
         seen: dict[str, str] = {}
+        own_flags = {d for p in own for d in getattr(p.default, "param_decls", ()) or ()} | {
+            flag(leaf) for cls in groups.values() for leaf in fields.leaves(cls, exclude)}
         for group, cls in groups.items():
             for leaf in fields.leaves(cls, exclude):
+                if not leaf.meta.get("cli", True):
+                    expand = leaf.meta.get("expand")
+                    for pname, (default, text) in (expand() if expand else {}).items():
+                        decl = "--" + pname.replace("_", "-")
+                        if decl in seen or decl in own_flags:
+                            CLASHES.append(f"a plugin method's parameter {pname!r} clashes with the option {decl}")
+                            continue
+                        seen[decl] = f"{group}.{leaf.dotted}.{pname}"
+                        name = f"{group}__{'__'.join(leaf.path)}__{pname}"
+                        decls = (f"{decl}/--no-{decl[2:]}",) if type(default) is bool else (decl,)
+                        option = typer.Option(default, *decls, help=text, rich_help_panel=getattr(
+                            leaf.owner, "PANEL", None) or "Options")
+                        added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                                       annotation=type(default)))
+                        expanded[name] = (group, leaf, pname)
+                    continue
                 decl = flag(leaf)
                 if decl in seen:
                     raise TypeError(f"{decl} is declared by both {seen[decl]} and {group}.{leaf.dotted}")
@@ -164,6 +206,7 @@ def options(exclude: tuple[str, ...] = (), **groups: type) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             ctx = kwargs.pop(CONTEXT)
+            kwargs.pop(PLUGIN_PARAM, None)  # loaded already, before parsing
             values: dict[str, dict[fields.Path_, Any]] = {g: {} for g in groups}
             given: Given = {g: set() for g in groups}
             for name, (group, leaf) in where.items():
@@ -172,9 +215,18 @@ def options(exclude: tuple[str, ...] = (), **groups: type) -> Callable:
                 source = ctx.get_parameter_source(name)
                 if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
                     given[group].add(leaf.path)
+            for name, (group, leaf, key) in expanded.items():
+                value = kwargs.pop(name)
+                source = ctx.get_parameter_source(name)
+                if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+                    values[group][leaf.path] = (*values[group].get(leaf.path, ()), (key, value))
+                    given[group].add(leaf.path)
             built = {g: fields.build(cls, values[g]) for g, cls in groups.items()}
             return fn(*args, **kwargs, **built, **({"given": given} if wants_given else {}))
 
+        if plugins:
+            added.append(inspect.Parameter(PLUGIN_PARAM, inspect.Parameter.KEYWORD_ONLY, default=PLUGIN,
+                                           annotation=list[str] | None))
         context = inspect.Parameter(CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
         wrapper.__signature__ = sig.replace(parameters=[*own, *added, context])  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: hints.get(p.name, p.annotation) for p in own} | {

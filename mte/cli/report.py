@@ -9,7 +9,8 @@ from sweeps.report import ReportOptions
 from tracking.options import TrackingOptions
 
 
-@options(tracking=TrackingOptions, analysis=AnalysisOptions, report=ReportOptions, exclude=("artifact_location",))
+@options(tracking=TrackingOptions, analysis=AnalysisOptions, report=ReportOptions, exclude=("artifact_location",),
+         plugins=True)
 def report(tracking: TrackingOptions, analysis: AnalysisOptions, report: ReportOptions) -> None:
     """Ensembles, t-tests, diversity, mask overlap and figures of a sweep, read back from MLflow (or --store)."""
     from sweeps.report import run_report

@@ -25,13 +25,13 @@ console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-@options(spec=RunSpec, paths=Paths)
+@options(spec=RunSpec, paths=Paths, plugins=True)
 def run(
     spec: RunSpec,
     paths: Paths,
     prior_mask: list[Path] | None = typer.Option(
-        None, "--prior-mask", help="active-lt: final mask file of an earlier seed (repeatable). Without it, "
-                                   "seeds 0..seed-1 of active-lt are run (or loaded) first."),
+        None, "--prior-mask", help="A chain method (active-lt): final mask file of an earlier seed (repeatable). "
+                                   "Without it, the seeds before it in its chain are run (or loaded) first."),
     epoch_curves: bool = typer.Option(False, "--epoch-curves", help="Evaluate dev after every epoch, not only the "
                                       "last (per-epoch metrics in the rounds table's records)."),
     test: bool = typer.Option(False, "--test/--no-test", help="Also evaluate the test split (a sweep does where its "
@@ -51,8 +51,8 @@ def run(
     with _progress() as progress:
         bar = _FineTuneBars(progress)
         chain = spec.method.chain_seeds(seed)
-        if spec.method.method == "active-lt" and not prior_mask and len(chain) > 1:
-            console.print(f"active-lt seed {seed} needs the final masks of seeds {chain[0]}..{seed - 1}: "
+        if spec.method.declared.chain and not prior_mask and len(chain) > 1:
+            console.print(f"{spec.method.method} seed {seed} needs the final masks of seeds {chain[0]}..{seed - 1}: "
                           "running (or loading) them first", soft_wrap=True)
             result = active_chain(spec, st, chain, paths.data_dir, on_seed=bar.set_seed,
                                   on_step=bar.step, on_fine_tune=bar.start, test=test,
@@ -74,8 +74,7 @@ def _check_inputs(spec: RunSpec, paths: Paths) -> None:
     data_dir = resolve_data_dir(paths.data_dir)
     check_data_files(spec, data_dir)
     check_model_files(spec)
-    if spec.data.holdout > 0 or spec.method.method == "bagging":
-        check_sizes(spec, check_inputs(spec, data_dir), (spec.method.method,))
+    check_sizes(spec, check_inputs(spec, data_dir), (spec.method.method,))
 
 
 def _progress() -> Progress:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 
-@options(o=SweepOptions, exclude=("spec.method.method", "spec.seed"))
+@options(o=SweepOptions, exclude=("spec.method.method", "spec.seed"), plugins=True)
 def sweep(
     o: SweepOptions,
     given: Given,

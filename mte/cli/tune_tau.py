@@ -8,7 +8,8 @@ from mte.cli.options import options
 from sweeps.options import TauOptions
 
 
-@options(o=TauOptions, exclude=("spec.method.tau", "spec.data.holdout", "spec.method.bagging_fraction", "spec.seed"))
+@options(o=TauOptions, exclude=("spec.method.tau", "spec.data.holdout", "spec.method.bagging_fraction", "spec.seed"),
+         plugins=True)
 def tune_tau(o: TauOptions) -> None:
     """Search τ (log scale) for active-lt or random-lt with Ray Tune + ASHA; the best τ is recorded in MLflow."""
     from sweeps.tau_search import run_tuning
