@@ -79,6 +79,11 @@ class MethodHparams:
                                                 "(name, value), each a flag of its own.", cli=False,
                                                 expand=methods.declared_params)
 
+    @staticmethod
+    def readers(field: str) -> list[str]:
+        """The loaded methods whose result depends on `field` (each flag's help names them)."""
+        return [m.name for m in methods.all_methods() if field in m.reads]
+
     @property
     def declared(self) -> Method:
         """The method these hyperparameters are for (`mte.methods`)."""

@@ -32,9 +32,8 @@ class Member:
     sparsity_all: float | None = None  # the weights removed as a fraction of all the model's parameters
 
 
-def prunes(method: str, sparsity: float) -> bool:
-    """Whether a method's members are sparse tickets: as it declares, or (a plugin's method not loaded for the
-    report) whether its masks remove weights."""
+def _prunes(method: str, sparsity: float) -> bool:
+    """As the method declares; a plugin's method not loaded for the report: whether its masks remove weights."""
     found = registry.find(method)
     return found.prunes if found is not None else sparsity > 0
 
@@ -93,7 +92,7 @@ class ResultSet:
                                f"({len(r.dev_labels)} vs {len(labels)} labels, or a different order)")
         members = [
             Member(r.spec.method.method, r.spec.seed, np.asarray(r.dev_logits, dtype=np.float32),
-                   r.mask.flat() if prunes(r.spec.method.method, r.mask.sparsity) else None, r.mask.sparsity,
+                   r.mask.flat() if _prunes(r.spec.method.method, r.mask.sparsity) else None, r.mask.sparsity,
                    (r.mask.total - r.mask.kept) / r.model_params if r.model_params else None)
             for r in results
         ]
@@ -104,8 +103,9 @@ class ResultSet:
         return list(self.members)
 
     def prunes(self, method: str) -> bool:
-        """Whether `method`'s members are sparse tickets (their masks are kept for the overlap figures)."""
-        return any(m.mask is not None for m in self.members.get(method, []))
+        """Whether `method`'s members are sparse tickets: as the method declares, or (its plugin not loaded)
+        whether its members removed weights."""
+        return _prunes(method, max((m.sparsity or 0.0 for m in self.members.get(method, [])), default=0.0))
 
     def seeds(self, method: str) -> list[int]:
         return [m.seed for m in self.members.get(method, [])]

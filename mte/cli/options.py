@@ -155,7 +155,11 @@ def _option(leaf: fields.Leaf, panel: str) -> Any:
     metavar = _metavar(leaf)
     if leaf.type is bool:  # a flag pair, shown as such (no "<bool>" value)
         decl, metavar = f"{decl}/--no-{decl[2:]}", ""
-    return typer.Option(_default(leaf), decl, help=leaf.meta.get("help"), envvar=leaf.meta.get("envvar"),
+    text = leaf.meta.get("help") or ""
+    readers = getattr(leaf.owner, "readers", None)  # e.g. the methods that read a method hyperparameter
+    if readers is not None and readers(leaf.name):
+        text += f" (read by {', '.join(readers(leaf.name))})"
+    return typer.Option(_default(leaf), decl, help=text, envvar=leaf.meta.get("envvar"),
                         show_envvar=bool(leaf.meta.get("envvar")), metavar=metavar, rich_help_panel=panel)
 
 

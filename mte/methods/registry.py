@@ -46,8 +46,8 @@ def get(name: str) -> Method:
     try:
         return _registry[name]
     except KeyError:
-        raise MteError(f"unknown method {name!r}; choose one of: {', '.join(_registry)}"
-                      ) from None
+        raise MteError(f"unknown method {name!r}; choose one of: {', '.join(_registry)} (a plugin's method needs "
+                       "its --plugin, or its package installed)") from None
 
 
 def find(name: str) -> Method | None:
