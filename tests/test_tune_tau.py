@@ -215,3 +215,40 @@ def test_dry_run_says_which_tau_applies_and_how_much_work_the_sweep_is(random_lt
     assert "τ: from --tau-from-tuning mrpc (preset paper), not --tau: none recorded yet" in out["paper"]
     assert not any(tmp_path.iterdir())
     assert len(random_lt.client.search_experiments()) == 2  # the default one and "tau": no sweep's experiment
+
+
+TAU_PLUGIN = '''from mte.methods import Method, Seed, Step, imp, register
+
+
+@register
+class FirstRoundRandomLT(Method):
+    """RANDOM-LT's regulariser in the first IMP round only."""
+
+    name = "first-random-lt"
+    reads = ("sparsity", "rounds", "rewind_head", "tau")
+    prunes = uses_tau = True
+
+    def fine_tunes(self, seed: Seed) -> list[Step]:
+        hp = seed.hp
+        steps = imp(seed, {"first-random": seed.seed, "tau": hp.tau}, seed.regulariser(hp.tau, "random"))
+        return [steps[0], *(dataclasses.replace(s, reg=None, reg_id=None) for s in steps[1:])]
+'''
+
+
+def test_a_plugin_method_that_uses_tau_is_tuned_in_ray_trials(ray_local, generated_glue, tmp_path, monkeypatch):
+    """`mte tune-tau` offers a plugin's method that says it uses τ; the Ray trials, which never saw the file, load
+    it from the text the driver sends, and every sample trains it."""
+    from mte import plugins
+    from mte.methods import registry
+
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    monkeypatch.setattr(plugins, "_loaded", {})
+    path = tmp_path / "first_random.py"
+    path.write_text("import dataclasses\n\n" + TAU_PLUGIN)
+    plugins.load([str(path)])
+    tuned = tune(tmp_path, generated_glue, "--method", "first-random-lt", "--search", "grid", "--num-samples", "2")
+    parent = tuned.parent()
+    assert parent.info.status == "FINISHED" and parent.data.tags["method"] == "first-random-lt"
+    samples = tuned.samples()
+    assert len(samples) == 2 and all(s.info.status == "FINISHED" for s in samples)
+    assert all("objective" in s.data.metrics for s in samples)
