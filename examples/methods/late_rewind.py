@@ -1,7 +1,9 @@
 """IMP with late rewinding: after each pruning round, rewind the surviving weights to where the first fine-tune
-was after k steps, not to the pretrained weights (Frankle et al., 2020; Chen et al., 2020 for BERT)."""
+was after k steps, not to the pretrained weights (Frankle et al., 2020, "Linear mode connectivity and the lottery
+ticket hypothesis")."""
 
 from mte.errors import MteError
+from mte.hparams import MethodHparams
 from mte.methods import Method, Param, Seed, Step, imp, register
 
 
@@ -17,6 +19,6 @@ class LateRewindLT(Method):
         # the IMP rounds and the ticket of BASE-LT, each started from the weights after k steps
         return imp(seed, rewind_steps=seed.param("rewind_steps"))
 
-    def check(self, hp, seed: int) -> None:
+    def check(self, hp: MethodHparams, seed: int) -> None:
         if hp.param(self, "rewind_steps") < 1:
             raise MteError("--rewind-steps must be >= 1 (0 is BASE-LT)")
