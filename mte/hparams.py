@@ -15,12 +15,11 @@ from typing import Any, ClassVar
 from mte import methods
 from mte.errors import MteError
 from mte.fields import check, from_dict, group, hp, to_dict
-from mte.methods import GROUP_SIZE, Method
+from mte.methods import Method
 from mte.tasks import TASKS, TaskSpec, get_task
 
 ACTIVE_CHAINS = ("all", "group")
 PRECISIONS = ("fp32", "tf32", "bf16")
-__all__ = ["GROUP_SIZE"]  # re-exported: the analysis groups seeds by it
 PAPER_LR = 2e-5
 # Learning rates at which a model trains well in 3 epochs (measured; see README, "Learning rate").
 MODEL_DEFAULT_LR = {"minilm": 1e-4}

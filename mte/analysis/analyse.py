@@ -27,7 +27,7 @@ from mte.analysis.overlap import iou_matrix, mean_off_diagonal
 from mte.analysis.resultset import ResultSet, method_order
 from mte.analysis.significance import Comparison, compare
 from mte.errors import MteError
-from mte.hparams import GROUP_SIZE
+from mte.methods import GROUP_SIZE
 from mte.metrics import predictions
 from mte.tasks import TaskSpec
 

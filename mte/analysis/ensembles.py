@@ -19,7 +19,7 @@ from itertools import combinations
 import numpy as np
 
 from mte.analysis.resultset import ResultSet
-from mte.hparams import GROUP_SIZE
+from mte.methods import GROUP_SIZE
 from mte.metrics import binary_from_counts, predictions, score
 from mte.tasks import TaskSpec
 
