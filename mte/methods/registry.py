@@ -3,6 +3,8 @@ plugins (`mte.plugins`) in the order they were loaded."""
 
 from __future__ import annotations
 
+import sys
+
 from mte.errors import MteError
 from mte.methods.active_lt import ActiveLT
 from mte.methods.bagging import Bagging
@@ -20,19 +22,26 @@ def register(cls: type[Method]) -> type[Method]:
     """Make `cls` a method every command can run (usable as a class decorator). Registering the same class
     again, or the class of a plugin file loaded again, replaces it; another method's name is refused."""
     name = getattr(cls, "name", None)
-    where = f"{cls.__module__}.{cls.__qualname__}"
+    where = _where(cls)
     if not isinstance(cls, type) or not issubclass(cls, Method):
         raise MteError(f"{where}: a method must be a subclass of mte.methods.Method")
     if not isinstance(name, str) or not NAME.match(name):
         raise MteError(f"{where}: its name must be lower case words joined by dashes (e.g. 'late-lt'), got {name!r}")
     old = _registry.get(name)
     if old is not None and (type(old).__module__, type(old).__qualname__) != (cls.__module__, cls.__qualname__):
-        raise MteError(f"method {name!r} is declared twice: by {type(old).__module__}.{type(old).__qualname__} "
-                       f"and by {where}")
+        raise MteError(f"method {name!r} is declared twice: by {_where(type(old))} and by {where}")
     if cls.fine_tunes is Method.fine_tunes:
         raise MteError(f"{where}: method {name!r} does not say its fine-tunes (define fine_tunes)")
     _registry[name] = cls()
     return cls
+
+
+def _where(cls: type) -> str:
+    """Where a class is declared, as a user finds it: a plugin file's path (its module name is made up), else the
+    module's name; then the class."""
+    module = sys.modules.get(cls.__module__)
+    file = getattr(module, "__file__", None) if cls.__module__.startswith("mte_plugin_") else None
+    return f"{file}: {cls.__qualname__}" if file else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def forget(name: str) -> None:
