@@ -27,6 +27,7 @@ from sweeps.cluster import check_nodes
 from sweeps.options import SweepOptions
 from sweeps.plan import SweepPlan, Unit
 from sweeps.session import (
+    check_interrupted,
     if_ray_lost,
     plugin_config,
     preflight,
@@ -66,6 +67,7 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
     o = o.validate()
     preflight(o.ray, o.tracking.tracking_uri)  # also for --executor local: its GPU request and workers
     plan = SweepPlan.build(o.spec, o.methods, o.seeds, o.paths.data_dir)
+    check_interrupted()
     tuned, tau_source = plan, {"kind": "given", "tau": plan.base.method.tau}
     if o.tau_from_tuning:  # before Ray, a database or the experiment exists: a missing tuning leaves nothing behind
         found = tuned_tau_at(resolve_tracking_uri(o.tracking.tracking_uri), o.tau_from_tuning,
@@ -89,12 +91,14 @@ def run_sweep(o: SweepOptions) -> SweepOutcome:
     with sweep_lock(o.paths.store, plan.sweep_hash):
         if o.executor == "local":  # no Ray: worker processes on this machine (`sweeps.local`)
             plan, exp, tau_source, finished = open_tracking()
+            check_interrupted()
             return _record(o, plan, exp, finished, plan.trials(set(finished)), start, tau_source)
         (plan, exp, tau_source, finished), started = while_ray_starts(o.ray, open_tracking)
         trials = plan.trials(set(finished))
         if started is not None and not trials:
             started.shutdown()  # everything is recorded already
         with ray_cluster(o.ray, started) if trials else contextlib.nullcontext():
+            check_interrupted()  # inside: the Ray this sweep started is stopped on the way out
             if trials and o.ray.ray_address:
                 nodes = check_nodes(plan.data_dir, plan.base.task.name, plan.fingerprint)
                 console.print(f"cluster {o.ray.ray_address}: {nodes} node(s) read the same data", highlight=False)
@@ -226,7 +230,16 @@ def _parent_tags(plan: SweepPlan, o: SweepOptions, tau_source: dict[str, Any]) -
     return {"task": plan.base.data.task, "model": plan.base.model.model, "methods": ",".join(plan.methods),
             "seeds": str(plan.seeds), "data_fingerprint": plan.fingerprint, "store": str(o.paths.store.resolve()),
             "data_dir": str(plan.data_dir) if plan.data_dir else "hub", PRESET_TAG: o.preset or "none",
-            TAU_SOURCE_TAG: json.dumps(tau_source)} | provenance.tags("mte sweep")
+            TAU_SOURCE_TAG: json.dumps(tau_source)} | provenance.tags("mte sweep") | _plugin_tag()
+
+
+def _plugin_tag() -> dict[str, str]:
+    """The plugins the sweep loaded (files by absolute path, modules by name), which `--resume` loads again."""
+    from mte import plugins
+    from tracking.experiment import PLUGINS_TAG
+
+    loaded = [s.get("file") or s["given"] for s in plugins.loaded()]
+    return {PLUGINS_TAG: json.dumps(loaded)} if loaded else {}
 
 
 def _record_environment(client: Any, parent: str, plan: SweepPlan) -> None:

@@ -26,6 +26,13 @@ console = Console(stderr=True)
 T = TypeVar("T")
 _ON_RAY_LOST: list[Callable[[], None]] = []
 TERMINATED = threading.Event()  # set by the command line's SIGTERM handler
+INTERRUPTED = threading.Event()  # set by the command line's SIGINT handler (`mte.cli.interrupts`)
+
+
+def check_interrupted() -> None:
+    """Stop (KeyboardInterrupt) before starting trials if a Ctrl-C came whose KeyboardInterrupt Python swallowed."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 TUNE_LOGGERS = ("ray.tune", "ray.train", "ray.air")
 
 

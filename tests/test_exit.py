@@ -186,3 +186,31 @@ def test_ctrl_c_in_a_sweeps_first_seconds_is_exit_130_and_one_line(generated_glu
     assert code == 130 and took < 30 and lines[-1].startswith("interrupted: finished work is kept"), lines
     assert not any("Traceback" in ln for ln in lines)
     assert all(r.info.status != "RUNNING" for r in runs)
+
+
+SWALLOWED = '''
+import os, signal, weakref
+from mte.cli import interrupts
+interrupts.record()
+class Held: pass
+held = Held()
+def on_collect(_):  # a SIGINT arriving inside a callback: Python prints "Exception ignored" and carries on
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000): pass
+ref = weakref.ref(held, on_collect)
+del held
+print("carried on", flush=True)
+try:
+    interrupts.check()
+except KeyboardInterrupt:
+    print("stopped at the check")
+'''
+
+
+def test_a_ctrl_c_whose_keyboard_interrupt_python_swallows_still_stops_the_command():
+    """What made a sweep interrupted in its first seconds run on: a KeyboardInterrupt raised inside a callback (an
+    import lock's, while a module loads) is swallowed. The SIGINT is recorded too, and the command stops at its
+    next check (before a sweep's or a τ search's work starts)."""
+    out = subprocess.run([sys.executable, "-c", SWALLOWED], capture_output=True, text=True, timeout=60)
+    assert "Exception ignored" in out.stderr and "KeyboardInterrupt" in out.stderr  # the swallowing happened
+    assert out.stdout.split("\n")[:2] == ["carried on", "stopped at the check"], out.stdout + out.stderr

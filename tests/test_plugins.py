@@ -93,6 +93,8 @@ def test_the_readme_example_through_sweep_and_report(glue_dir, tmp_path):
                 "--rewind-steps", "1", "--data-dir", str(glue_dir), "--out", str(tmp_path / "store"), *common,
                 "--no-report", "--dry-run", cwd=tmp_path)
     assert again.returncode == 0 and "recorded: 6 of 6 units" in again.stdout + again.stderr, again.stderr
+    resumed = mte("sweep", "--resume", "--dry-run", *common, cwd=tmp_path)  # the plugin as the sweep recorded it
+    assert resumed.returncode == 0 and "recorded: 6 of 6 units" in resumed.stdout + resumed.stderr, resumed.stderr
 
     for args, folder in (([ "--plugin", str(plugin)], "report"), ([], "report-without-plugin")):
         reported = mte("report", *args, *common, "--out", str(tmp_path / folder), cwd=tmp_path)

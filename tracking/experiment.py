@@ -24,6 +24,7 @@ from tracking.trial_runs import FINISHED, ROLE, ROLE_SWEEP, SWEEP, retry, search
 from tracking.uri import check_reachable, default_artifact_location, resolve_tracking_uri
 
 CONFIG_TAG = "sweep_config"  # JSON of the options that define the sweep (what `--resume` reads back)
+PLUGINS_TAG = "plugins"  # JSON list of the plugins a sweep loaded (files by path, modules by name)
 PRESET_TAG = "preset"  # the preset the sweep's options came from, if any
 TAU_SOURCE_TAG = "tau_source"  # JSON: where τ came from (given, or a tuning: its run, task and split)
 DRIVER_TAG = "driver"  # host:pid of the process driving the sweep
@@ -123,6 +124,17 @@ def open_parent(client: MlflowClient, experiment_id: str, sweep_hash: str, name:
 
 def close_parent(client: MlflowClient, run_id: str, status: str = FINISHED) -> None:
     retry(client.set_terminated, run_id, status)
+
+
+def recorded_plugins(parent: Run) -> list[str]:
+    """The plugins a sweep loaded, which its methods may need to resume."""
+    try:
+        found = json.loads(parent.data.tags.get(PLUGINS_TAG, "[]"))
+    except ValueError:
+        found = None
+    if not isinstance(found, list) or not all(isinstance(p, str) for p in found):
+        raise MteError(f"sweep run {parent.info.run_id}: its recorded plugins are not a JSON list of names")
+    return found
 
 
 def recorded_config(parent: Run) -> dict[str, Any]:

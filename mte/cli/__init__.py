@@ -16,6 +16,7 @@ import sys
 import typer
 from rich.console import Console
 
+from mte.cli import interrupts
 from mte.cli.options import CLASHES, HelpCommand, plugin_args
 from mte.errors import MteError, first_line
 
@@ -95,6 +96,7 @@ def _flushed(code: int) -> int:
 
 def _main(args: list[str] | None) -> None:
     _warnings_as_lines()
+    interrupts.record()
     terminated = _terminate_like_interrupt()
     try:
         if _plugin_error is not None:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mte import fields
+from mte.cli import interrupts
 from mte.cli.options import Given, flag, options
 from mte.errors import MteError
 from sweeps.options import SweepOptions
@@ -53,6 +54,7 @@ def sweep(
         _print_options(o, given["o"], base, origin)
         _print_preview(o, plan, _source(TAU_FROM_TUNING if o.tau_from_tuning else TAU, o, given["o"], base, origin))
         return
+    interrupts.check()
     outcome = run_sweep(o)
     if outcome.interrupted:
         raise KeyboardInterrupt
@@ -138,7 +140,8 @@ def _source(path: tuple[str, ...], o: SweepOptions, given: set, base: SweepOptio
 
 def _recorded(o: SweepOptions) -> SweepOptions:
     """The options of the experiment's latest sweep (tracking and Ray options stay as given)."""
-    from tracking.experiment import find_parent, recorded_config
+    from mte import plugins
+    from tracking.experiment import find_parent, recorded_config, recorded_plugins
     from tracking.uri import check_reachable, resolve_tracking_uri
 
     client = check_reachable(resolve_tracking_uri(o.tracking.tracking_uri, must_exist=True))
@@ -146,6 +149,10 @@ def _recorded(o: SweepOptions) -> SweepOptions:
     parent = find_parent(client, exp.experiment_id) if exp else None
     if parent is None:
         raise MteError(f"--resume: experiment {o.tracking.experiment!r} has no sweep to resume")
+    try:  # its methods may come from plugins: loaded as the sweep loaded them, unless given again
+        plugins.load(recorded_plugins(parent))
+    except MteError as e:
+        raise MteError(f"--resume: the sweep's {e} (give the plugin with --plugin)") from None
     recorded = SweepOptions.from_recorded(recorded_config(parent)).validate()
     paths = recorded.paths  # written by whoever can write the tracking store: checked like user input, and shown
     console.print(f"--resume: sweep {parent.info.run_name} (run {parent.info.run_id}) with its recorded store "
