@@ -1,6 +1,6 @@
 """Ctrl-C that is not lost. Python turns SIGINT into a KeyboardInterrupt wherever the main thread is, and
 swallows one raised inside a callback (e.g. an import lock's weakref callback while a module loads: "Exception
-ignored in … KeyboardInterrupt"); a sweep interrupted in its first seconds then went on running. Every SIGINT is
+ignored in … KeyboardInterrupt"), after which a command would run on as if never interrupted. So every SIGINT is
 recorded as well, and a command checks the record before its long work starts (`check`; a sweep again before its
 trials start: `sweeps.session.INTERRUPTED`)."""
 
