@@ -118,6 +118,12 @@ def _print_options(o: SweepOptions, given: set, base: SweepOptions, origin: str)
     for leaf in fields.leaves(SweepOptions, exclude=("spec.method.method", "spec.seed")):
         value = fields.get(o, leaf.path)
         source = _source(leaf.path, o, given, base, origin)
+        if leaf.meta.get("expand"):  # a plugin's parameters, one row each
+            for name, (default, _) in leaf.meta["expand"]().items():
+                found = dict(value)
+                table.add_row("--" + name.replace("_", "-"), str(found.get(name, default)),
+                              source if name in found else "default")
+            continue
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         if leaf.path == TAU and o.tau_from_tuning:
             source += f"; not used: --tau-from-tuning {o.tau_from_tuning} sets τ"
