@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from mte.methods.method import Method, Seed, Step
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from mte.hparams import MethodHparams
 
 
 def bagging_subset(n: int, fraction: float, seed: int) -> np.ndarray:
     """Seeded random subset of round(fraction·n) distinct training indices, in ascending order."""
+    import numpy as np  # here, not at import: declaring the methods costs a command's start-up no NumPy
+
     rng = np.random.default_rng([seed, 0xBA6])
     k = round(fraction * n)
     return np.sort(rng.choice(n, size=k, replace=False))
