@@ -189,12 +189,13 @@ class RunSpec:
         if method.chain and len(m.chain_seeds(self.seed)) > MAX_SEEDS:
             raise MteError(f"{m.method} seed {self.seed} would first train seeds {m.chain_seeds(self.seed)[0]}.."
                            f"{self.seed - 1}; a chain holds at most {MAX_SEEDS} seeds")
+        declared = methods.declared_params()
         for name, value in m.params:
-            declared = next((x.own()[name] for x in methods.all_methods() if name in x.own()), None)
-            if declared is None:
+            if name not in declared:
                 raise MteError(f"unknown method parameter {name!r} (no loaded method declares it)")
-            if type(value) is not declared.type and not (declared.type is float and type(value) is int):
-                raise MteError(f"--{name.replace('_', '-')} must be a {declared.type.__name__}, got {value!r}")
+            kind = type(declared[name][0])
+            if type(value) is not kind and not (kind is float and type(value) is int):
+                raise MteError(f"--{name.replace('_', '-')} must be a {kind.__name__}, got {value!r}")
         method.check(m, self.seed)
         t = self.train
         if t.lr is not None and not t.lr > 0:
