@@ -59,6 +59,16 @@ def write_bad_inputs(root: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """Plugins a test loads in this process are gone after it: other tests see the built-in methods only."""
+    from mte import plugins
+    from mte.methods import registry
+
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    monkeypatch.setattr(plugins, "_loaded", {})
+
+
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> Path:
     """Real GLUE folder if the shared data is beside the repo, else a generated MRPC folder."""

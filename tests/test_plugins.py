@@ -20,7 +20,6 @@ from mlflow import MlflowClient
 from mte import plugins
 from mte.errors import MteError
 from mte.hparams import DataHparams, MethodHparams, RunSpec, TrainHparams
-from mte.methods import registry
 
 EXAMPLE = REPO / "examples" / "methods" / "late_rewind.py"
 TINY = ["--train-limit", "16", "--eval-limit", "8", "--epochs", "1", "--max-length", "32", "--batch-size", "8",
@@ -47,13 +46,6 @@ def mte(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
         ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mte", *args], cwd=cwd, text=True, capture_output=True,
                           timeout=timeout, env=(env or os.environ) | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
-
-
-@pytest.fixture
-def clean_registry(monkeypatch):
-    """Plugins loaded by a test are gone after it (other tests see the built-in methods only)."""
-    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
-    monkeypatch.setattr(plugins, "_loaded", {})
 
 
 def test_the_readme_shows_the_example_whole():

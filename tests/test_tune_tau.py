@@ -235,14 +235,11 @@ class FirstRoundRandomLT(Method):
 '''
 
 
-def test_a_plugin_method_that_uses_tau_is_tuned_in_ray_trials(ray_local, generated_glue, tmp_path, monkeypatch):
+def test_a_plugin_method_that_uses_tau_is_tuned_in_ray_trials(ray_local, generated_glue, tmp_path, clean_registry):
     """`mte tune-tau` offers a plugin's method that says it uses τ; the Ray trials, which never saw the file, load
     it from the text the driver sends, and every sample trains it."""
     from mte import plugins
-    from mte.methods import registry
 
-    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
-    monkeypatch.setattr(plugins, "_loaded", {})
     path = tmp_path / "first_random.py"
     path.write_text("import dataclasses\n\n" + TAU_PLUGIN)
     plugins.load([str(path)])
