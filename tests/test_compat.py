@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import write_mrpc
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "compat_f8671ec"
 META = json.loads((FIXTURE / "fixture.json").read_text())
@@ -48,11 +49,21 @@ NUMERIC_FIELDS = {"metrics", "epochs", "loss_trace"}
 
 # --- the fixture, unpacked, and the sweep --------------------------------------------------------------------
 
+def write_data(root: Path) -> None:
+    """The fixture's data under <root>/glue, generated again (nothing GLUE-shaped is committed) and checked byte for
+    byte against the sha256 the fixture recorded: its data fingerprint is part of every key."""
+    write_mrpc(root / "glue", **META["data"]["sizes"])
+    for split, want in META["data"]["sha256"].items():
+        got = hashlib.sha256((root / "glue" / "MRPC" / f"{split}.tsv").read_bytes()).hexdigest()
+        assert got == want, (f"tests/conftest.py: write_mrpc no longer writes the fixture's {split}.tsv ({got[:12]} "
+                             f"vs {want[:12]}): every key of the fixture would change")
+
+
 def unpack(dest: Path) -> Path:
     """The fixture's store, database and data under `dest`, its recorded absolute paths rewritten to `dest`."""
     dest.mkdir(parents=True)
     dest = dest.resolve()
-    shutil.copytree(FIXTURE / "glue", dest / "glue")
+    write_data(dest)
     with tarfile.open(FIXTURE / "store.tar.xz") as tar:
         if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: refuse anything outside dest
             tar.extractall(dest, filter="data")
@@ -383,7 +394,7 @@ def fresh(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The same sweep into an empty store and database, on the fixture's data."""
     root = (tmp_path_factory.mktemp("compat") / "fresh").resolve()
     root.mkdir()
-    shutil.copytree(FIXTURE / "glue", root / "glue")
+    write_data(root)
     return root, sweep(root)
 
 
