@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,17 +93,17 @@ class SweepPlan:
         """(distinct, total) fine-tunes of every unit, counted from the methods' plans: the store runs shared work
         once (`mte.lottery`), e.g. BASELINE seed s is round 0 of BASE-LT seed s, and an ACTIVE-LT chain's first
         seed, which has no earlier masks, is BASE-LT's seed."""
-        distinct: set = set()
-        total = 0
-        for u in self.units:
-            work = self.identities(u)
-            total += len(work)
-            distinct.update(work)
-        return len(distinct), total
+        distinct = {i for w in self.work.values() for i in w}
+        return len(distinct), sum(len(w) for w in self.work.values())
 
-    def identities(self, unit: Unit) -> list:
-        spec = self.spec(unit)
-        return dry.identities(spec.method.declared, spec.method, unit.seed)
+    @functools.cached_property
+    def work(self) -> dict[Unit, list]:
+        """Each unit's fine-tunes, one identity each (`mte.methods.dry.identities`), drawn once per plan."""
+        out = {}
+        for u in self.units:
+            spec = self.spec(u)
+            out[u] = dry.identities(spec.method.declared, spec.method, u.seed)
+        return out
 
     def trials(self, finished: set[str]) -> list[dict[str, Any]]:
         """Trial descriptions for the units whose hash is not in `finished`: chains first, then the independent
@@ -118,14 +119,14 @@ class SweepPlan:
             for s in range(self.seeds):
                 chains.setdefault(method.chain_seeds(self.base.method, s)[0], []).append(s)
             for start, seeds in chains.items():
-                shared.update(self.identities(Unit(name, start)))
+                shared.update(self.work[Unit(name, start)])
                 todo = [s for s in seeds if self.unit_hash(Unit(name, s)) not in finished]
                 if todo:  # runs seeds up to the last missing one; finished ones only supply their masks
                     trial = f"{name}-chain" + (f"-{start}" if len(chains) > 1 else "")
                     out.append(self._trial(trial, name, list(range(start, max(todo) + 1)), todo))
         independent = [u for u in self.units if not methods.get(u.method).chain
                        and self.unit_hash(u) not in finished]
-        work = {u: self.identities(u) for u in self.units}
+        work = self.work
         uses = collections.Counter(i for w in work.values() for i in set(w))
         independent.sort(key=lambda u: (bool(shared.intersection(work[u])), -len(work[u]),
                                         any(uses[i] > 1 for i in work[u]), self.methods.index(u.method), u.seed))

@@ -200,7 +200,7 @@ def _local(plan: SweepPlan, o: SweepOptions, trials: list[dict[str, Any]], done:
 
 def _fine_tunes(plan: SweepPlan) -> dict[Unit, int]:
     """Fine-tunes per unit, for the live view's progress."""
-    return {u: len(plan.identities(u)) for u in plan.units}
+    return {u: len(w) for u, w in plan.work.items()}
 
 
 def _shared(plan: SweepPlan, o: SweepOptions, uri: str, experiment_id: str, parent: str) -> dict[str, Any]:
